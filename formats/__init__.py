@@ -1,0 +1,1 @@
+"""Pure wire-format conversions (no I/O): tagtog ann.json and plain.html, corpus rows."""
