@@ -1,0 +1,21 @@
+"""Clients for annotation platforms. ``CLIENTS`` is the one place that maps a platform name to its client."""
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import AuthError, NotFound, PlatformError, PlatformUnavailable
+from .tagtog import AnndocUpload, LabelDef, SearchHit, TagtogClient
+
+CLIENTS: dict[str, type] = {"tagtog": TagtogClient}
+
+__all__ = ["CLIENTS", "AnndocUpload", "AuthError", "LabelDef", "NotFound", "PlatformError", "PlatformUnavailable",
+           "SearchHit", "TagtogClient", "make_client"]
+
+
+def make_client(platform: str, **kwargs: Any) -> Any:
+    """Build the client of ``platform`` from constructor arguments (see each client's ``__init__``)."""
+    try:
+        cls = CLIENTS[platform]
+    except KeyError:
+        raise ValueError(f"unknown platform {platform!r}; known: {sorted(CLIENTS)}") from None
+    return cls(**kwargs)

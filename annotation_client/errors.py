@@ -1,0 +1,23 @@
+"""Errors raised by annotation-platform clients. Messages carry ids and statuses, never credentials."""
+from __future__ import annotations
+
+
+class PlatformError(Exception):
+    """The platform answered with an error status (4xx); retrying the same call will not help."""
+
+    def __init__(self, status: int, message: str, body: str = "") -> None:
+        super().__init__(f"{message}: HTTP {status} {body[:300]}".rstrip())
+        self.status = status
+        self.body = body
+
+
+class NotFound(PlatformError):
+    """The project or document does not exist (HTTP 404)."""
+
+
+class AuthError(PlatformError):
+    """The platform rejected prelabel's credentials (HTTP 401/403)."""
+
+
+class PlatformUnavailable(Exception):
+    """The platform could not be reached, or kept answering 5xx, after all retries: try again later."""

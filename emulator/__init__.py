@@ -1,0 +1,1 @@
+"""Local emulators of annotation platforms, for tests, demos and benchmarks."""
