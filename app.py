@@ -1,0 +1,199 @@
+"""prelabel's web process: receives platform webhooks, records them, enqueues, answers 202.
+
+    gunicorn -c gunicorn.conf.py "app:create_app()"
+
+It never calls the platform inside a request and never imports TensorFlow: the worker (jobs.py) does the work.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from typing import Any, Mapping
+
+from dotenv import load_dotenv
+from flask import Blueprint, Flask, current_app, jsonify, request
+from sqlalchemy import text
+from werkzeug.exceptions import HTTPException
+
+from config import Settings
+from formats.tagtog import FormatError, parse_webhook
+from storage import Store
+
+logger = logging.getLogger(__name__)
+bp = Blueprint("prelabel", __name__)
+MAX_BODY = 1 << 20  # webhooks are tiny; refuse anything over 1 MiB
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, dict(headers or {})
+
+
+def _settings() -> Settings:
+    return current_app.extensions["prelabel.settings"]
+
+
+def _store() -> Store:
+    return current_app.extensions["prelabel.store"]
+
+
+def _check_basic(username: str, password: str) -> None:
+    if not username:
+        return
+    auth = request.authorization
+    ok = auth is not None and auth.type == "basic"
+    # compare both, always, in constant time: no early exit that tells which part was wrong
+    user_ok = hmac.compare_digest((auth.username or "").encode() if ok else b"", username.encode())
+    pass_ok = hmac.compare_digest((auth.password or "").encode() if ok else b"", password.encode())
+    if not (ok and user_ok and pass_ok):
+        raise ApiError(401, "webhook credentials missing or wrong (HTTP Basic)",
+                       {"WWW-Authenticate": 'Basic realm="prelabel"'})
+
+
+def _check_token() -> None:
+    token = _settings().api_token
+    if not token:
+        return
+    got = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(got.encode(), f"Bearer {token}".encode()):
+        raise ApiError(401, "API token missing or wrong (Authorization: Bearer ...)",
+                       {"WWW-Authenticate": 'Bearer realm="prelabel"'})
+
+
+@bp.post("/webhooks/tagtog")
+def tagtog_webhook() -> Any:
+    s = _settings()
+    _check_basic(s.webhook_username, s.webhook_password)
+    body = request.get_data(cache=False)
+    try:
+        hook = parse_webhook(request.headers, body)
+    except FormatError as exc:
+        raise ApiError(400, str(exc)) from None
+    if hook.source == "API" and s.ignore_api_source:
+        # prelabel's own uploads come back as API saves: acting on them would loop
+        return jsonify(status="ignored", reason="save made through the API (IGNORE_API_SOURCE=true)"), 200
+    store = _store()
+    project_id = store.find_project_id("tagtog", hook.owner, hook.project)
+    if project_id is None:
+        raise ApiError(404, f"project {hook.owner}/{hook.project} is not served by this prelabel "
+                            "(add it to TAGTOG_PROJECTS)")
+    key = hashlib.sha256(json.dumps(["tagtog", hook.owner, hook.project, hook.docid, hook.member, hook.source,
+                                     hook.status]).encode() + b"\0" + body).hexdigest()
+    event_id, new = store.record_event(project_id=project_id, platform="tagtog", doc_id=hook.docid,
+                                       member=hook.member, source=hook.source, kind=hook.status, dedup_key=key)
+    if not new:
+        return jsonify(status="duplicate", event_id=event_id), 200
+    try:
+        current_app.extensions["prelabel.enqueue"](event_id)
+    except Exception:  # the event is stored: the worker's sweep enqueues it again
+        logger.exception("enqueue of event %d failed; the sweep will pick it up", event_id)
+    return jsonify(status="queued", event_id=event_id), 202
+
+
+@bp.get("/healthz")
+def healthz() -> Any:
+    try:
+        with _store().engine.connect() as c:
+            c.execute(text("SELECT 1"))
+    except Exception:
+        logger.exception("health check: database unreachable")
+        return jsonify(status="error", database="unreachable"), 503
+    return jsonify(status="ok", database="ok"), 200
+
+
+@bp.get("/api/projects")
+def projects() -> Any:
+    _check_token()
+    return jsonify(projects=_store().list_projects())
+
+
+@bp.get("/api/projects/<int:project_id>")
+def project(project_id: int) -> Any:
+    _check_token()
+    summary = _store().project_summary(project_id)
+    if summary is None:
+        raise ApiError(404, f"no project {project_id}")
+    return jsonify(summary)
+
+
+@bp.get("/api/projects/<int:project_id>/models")
+def models(project_id: int) -> Any:
+    _check_token()
+    return jsonify(models=_store().list_models(project_id))
+
+
+@bp.get("/api/projects/<int:project_id>/events")
+def project_events(project_id: int) -> Any:
+    _check_token()
+    state = request.args.get("state") or None
+    try:
+        limit = min(int(request.args.get("limit", "100")), 1000)
+    except ValueError:
+        raise ApiError(400, "limit must be an integer") from None
+    return jsonify(events=_store().list_events(project_id, state, limit))
+
+
+@bp.get("/api/events/<int:event_id>")
+def get_event(event_id: int) -> Any:
+    _check_token()
+    ev = _store().get_event(event_id)
+    if ev is None:
+        raise ApiError(404, f"no event {event_id}")
+    return jsonify(ev)
+
+
+@bp.post("/api/events/<int:event_id>/retry")
+def retry_event(event_id: int) -> Any:
+    """Put a failed event back in the queue (after fixing its cause on the platform, for instance)."""
+    _check_token()
+    store = _store()
+    ev = store.get_event(event_id)
+    if ev is None:
+        raise ApiError(404, f"no event {event_id}")
+    if ev["state"] != "failed":
+        raise ApiError(409, f"event {event_id} is {ev['state']}, only failed events can be retried")
+    store.requeue_event(event_id, ev["error"], 0)
+    current_app.extensions["prelabel.enqueue"](event_id)
+    return jsonify(status="queued", event_id=event_id), 202
+
+
+def _json_errors(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> Any:
+        return jsonify(error=exc.message), exc.status, exc.headers
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        return jsonify(error=exc.description or exc.name), exc.code
+
+    @app.errorhandler(Exception)
+    def internal(exc: Exception) -> Any:
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        return jsonify(error="internal error; see the server log"), 500
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Application factory: settings from the environment (.env loaded), then ``test_config`` overrides."""
+    load_dotenv()
+    settings = Settings.from_env()
+    if test_config:
+        settings = settings.with_(**test_config)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    store = Store(settings.db_url)
+    store.create_all()
+    for spec in settings.tagtog_projects:
+        store.ensure_project(spec.platform, spec.owner, spec.name, spec.label)
+    app.extensions["prelabel.settings"] = settings
+    app.extensions["prelabel.store"] = store
+    if "prelabel.enqueue" not in app.extensions:
+        import jobs  # noqa: PLC0415 - the queue only; jobs imports no model code at import time
+
+        app.extensions["prelabel.enqueue"] = jobs.enqueue_event
+    app.register_blueprint(bp)
+    _json_errors(app)
+    return app

@@ -1,0 +1,116 @@
+"""Settings: the one place that reads the environment. Library code gets values through constructors.
+
+Every setting is listed in .env.example. ``Settings.from_env`` reads ``os.environ`` (entry points load ``.env``
+with python-dotenv first); tests build ``Settings(...)`` directly.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+
+def _bool(v: str) -> bool:
+    if v.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if v.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {v!r}")
+
+
+@dataclass(frozen=True)
+class ProjectSpec:
+    """A project prelabel serves: ``owner/name`` and optionally the document label to learn (by name)."""
+
+    platform: str
+    owner: str
+    name: str
+    label: str = ""
+
+    @classmethod
+    def parse(cls, spec: str, platform: str = "tagtog") -> "ProjectSpec":
+        path, _, label = spec.strip().partition(":")
+        owner, sep, name = path.partition("/")
+        if not sep or not owner or not name:
+            raise ValueError(f"project must look like owner/name[:label], got {spec!r}")
+        return cls(platform, owner, name, label)
+
+
+@dataclass(frozen=True)
+class Settings:
+    # storage and queue
+    instance_path: str = "instance"
+    database_url: str = ""  # default: sqlite file in instance_path
+    queue_url: str = ""  # empty: Huey on a SQLite file in instance_path; redis://... for RedisHuey
+    # web
+    webhook_username: str = ""  # when set, webhooks need these HTTP Basic credentials
+    webhook_password: str = ""
+    api_token: str = ""  # when set, /api/* needs "Authorization: Bearer <token>"
+    ignore_api_source: bool = True  # ignore saves made through the API (prelabel's own uploads): no loop
+    # tagtog
+    tagtog_base_url: str = "http://127.0.0.1:8090"
+    tagtog_username: str = ""
+    tagtog_password: str = ""
+    tagtog_projects: tuple[ProjectSpec, ...] = ()
+    tagtog_member: str = "master"  # the annotation version read for ground truth and written with pre-labels
+    tagtog_timeout: float = 30.0
+    tagtog_retries: int = 4
+    tagtog_sync_query: str = "*"  # which platform documents are imported as candidates for pre-labelling
+    ground_truth_policy: str = "anncomplete"  # or anncomplete_or_user (see formats.tagtog.GroundTruthPolicy)
+    # training
+    model_family: str = "rnn"
+    model_epochs: int = 10
+    model_seed: int = 42
+    warm_epochs: int = 2  # a warm retrain: the last model trains this many epochs more on all labels
+    full_refit_growth: float = 1.25  # full refit (new vocabulary) once labels grew by this factor
+    retrain_every: int = 1  # retrain after this many new labels
+    min_labels: int = 10  # no model before this many ground-truth labels (and two classes)
+    holdout_fraction: float = 0.2
+    # pre-labelling
+    prelabel_k: int = 10
+    prelabel_folder: str = "pool"  # where corpus samples are uploaded as new documents
+    corpus_path: str = ""  # optional csv (column corpus_text_column) or txt (one text per line)
+    corpus_text_column: str = "text"
+    sync_interval_s: int = 300
+    log_level: str = "INFO"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{Path(self.instance_path).resolve() / 'prelabel.db'}"
+
+    @property
+    def models_path(self) -> Path:
+        return Path(self.instance_path) / "models"
+
+    def with_(self, **changes: Any) -> "Settings":
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Read ``PRELABEL_``-less upper-case names (``DATABASE_URL``, ``TAGTOG_PROJECTS``...)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = f.name.upper()
+            if f.name == "extra" or key not in env:
+                continue
+            raw = env[key]
+            try:
+                if f.name == "tagtog_projects":
+                    values[f.name] = tuple(ProjectSpec.parse(s) for s in raw.split(",") if s.strip())
+                elif f.type in ("bool",):
+                    values[f.name] = _bool(raw)
+                elif f.type in ("int",):
+                    values[f.name] = int(raw)
+                elif f.type in ("float",):
+                    values[f.name] = float(raw)
+                else:
+                    values[f.name] = raw
+            except ValueError as exc:
+                raise ValueError(f"setting {key}: {exc}") from None
+        s = cls(**values)
+        if s.ground_truth_policy not in ("anncomplete", "anncomplete_or_user"):
+            raise ValueError("setting GROUND_TRUTH_POLICY must be anncomplete or anncomplete_or_user")
+        return s

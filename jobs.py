@@ -1,0 +1,160 @@
+"""The queue (Huey) and its tasks: the worker's entry point.
+
+    huey_consumer jobs.huey -w 1
+
+Tasks take ids and re-read state from the database. Huey stores its queue in a SQLite file in the instance
+folder by default (no server to run), or in Redis when QUEUE_URL=redis://... . The web process imports this
+module only to enqueue; the training code (and TensorFlow) is imported inside the tasks.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from dotenv import load_dotenv
+from huey import Huey, RedisHuey, SqliteHuey, crontab
+from huey.exceptions import TaskLockedException
+
+from config import Settings
+from storage import Store
+
+load_dotenv()
+logger = logging.getLogger(__name__)
+
+SETTINGS = Settings.from_env()
+
+
+def make_huey(settings: Settings) -> Huey:
+    if settings.queue_url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisHuey("prelabel", url=settings.queue_url)
+    if settings.queue_url and not settings.queue_url.startswith("sqlite"):
+        raise ValueError(f"QUEUE_URL must be redis://... or empty (SQLite), got {settings.queue_url.split(':')[0]}:")
+    path = settings.queue_url.removeprefix("sqlite:///") if settings.queue_url else str(
+        Path(settings.instance_path) / "queue.db")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return SqliteHuey("prelabel", filename=path)
+
+
+huey = make_huey(SETTINGS)
+_loop: Any = None
+
+
+def configure(settings: Settings, store: Store | None = None, client_factory: Callable[[str], Any] | None = None) -> Any:
+    """Build the worker's Loop (tests call this to inject settings or a client)."""
+    global _loop
+    from pipeline import Loop  # noqa: PLC0415
+
+    store = store or Store(settings.db_url)
+    store.create_all()
+    for spec in settings.tagtog_projects:
+        store.ensure_project(spec.platform, spec.owner, spec.name, spec.label)
+    _loop = Loop(settings, store, client_factory)
+    return _loop
+
+
+def get_loop() -> Any:
+    return _loop if _loop is not None else configure(SETTINGS)
+
+
+@huey.on_startup()
+def warm_up() -> None:
+    """Import Keras once per worker, so the first retrain after a confirm does not pay ~3 s for it."""
+    logging.basicConfig(level=SETTINGS.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    get_loop()
+    if os.environ.get("PRELABEL_WARM_UP", "1") != "0":
+        from model.rnn import _keras  # noqa: PLC0415
+
+        _keras()
+
+
+@huey.task()
+def process_event(event_id: int) -> str:
+    """Fetch the confirmed document an event names, store its label, and ask for a retrain when due."""
+    from annotation_client import PlatformError, PlatformUnavailable  # noqa: PLC0415
+    from formats.tagtog import FormatError  # noqa: PLC0415
+    from pipeline import EventRejected  # noqa: PLC0415
+
+    loop = get_loop()
+    ev = loop.store.claim_event(event_id)
+    if ev is None:
+        return "not queued (already processed or taken)"
+    try:
+        outcome = loop.process_event(event_id)
+    except PlatformUnavailable as exc:
+        delay = min(15 * 2 ** (ev.attempts - 1), 900)  # 15 s, 30 s, ... 15 min; never given up on
+        logger.warning("event %d: platform unavailable, retry in %ds: %s", event_id, delay, exc)
+        loop.store.requeue_event(event_id, str(exc), delay)
+        process_event.schedule((event_id,), delay=delay)
+        return "retry scheduled"
+    except (EventRejected, PlatformError, FormatError) as exc:
+        logger.warning("event %d failed: %s", event_id, exc)
+        loop.store.finish_event(event_id, "failed", error=str(exc))
+        return "failed"
+    except Exception as exc:  # a bug: keep the event visible as failed, retryable via the API
+        logger.exception("event %d: unexpected error", event_id)
+        loop.store.finish_event(event_id, "failed", error=f"internal error ({type(exc).__name__}); see worker log")
+        return "failed"
+    loop.store.finish_event(event_id, "done", outcome)
+    if loop.maybe_request_retrain(ev.project_id):
+        retrain(ev.project_id)
+    return outcome
+
+
+@huey.task(retries=3, retry_delay=60)
+def retrain(project_id: int) -> str:
+    """Retrain and pre-label. One run per project at a time; requests arriving meanwhile are coalesced into one
+    more run (the project's retrain flag), not queued one by one."""
+    loop = get_loop()
+    runs = 0
+    try:
+        with huey.lock_task(f"retrain-{project_id}"):
+            while loop.store.take_retrain_request(project_id):
+                runs += 1
+                try:
+                    loop.sync_project(project_id)
+                    result = loop.train(project_id)
+                    if result is not None:
+                        loop.prelabel(project_id, result.version_id)
+                except Exception:
+                    loop.store.request_retrain(project_id)  # keep the request; Huey retries this task
+                    raise
+    except TaskLockedException:
+        return "coalesced into the run in progress"
+    if loop.store.retrain_pending(project_id):  # a request that landed while the lock was being released
+        retrain(project_id)
+    return f"{runs} run(s)"
+
+
+@huey.periodic_task(crontab(minute="*"))
+def sweep() -> None:
+    """Nothing accepted is lost: re-enqueue events whose enqueue went missing, and retrains nobody runs."""
+    from storage import Project  # noqa: PLC0415
+
+    loop = get_loop()
+    for event_id in loop.store.stale_events(older_than_s=600, stuck_processing_s=1800):
+        process_event(event_id)
+    with loop.store.session() as s:
+        pending = [p.id for p in s.query(Project).filter_by(retrain_requested=True)]
+    for pid in pending:
+        retrain(pid)
+
+
+@huey.periodic_task(crontab(minute="*/5"))
+def sync_all() -> None:
+    """Import documents added on the platform without a webhook (e.g. uploaded through its API)."""
+    from storage import Project  # noqa: PLC0415
+
+    loop = get_loop()
+    with loop.store.session() as s:
+        ids = [p.id for p in s.query(Project)]
+    for pid in ids:
+        try:
+            loop.sync_project(pid)
+        except Exception:
+            logger.exception("sync of project %d failed", pid)
+
+
+def enqueue_event(event_id: int) -> None:
+    process_event(event_id)

@@ -1,0 +1,442 @@
+"""The human-in-the-loop cycle, run by the worker: ingest a confirm -> retrain -> pre-label.
+
+Each step takes ids, re-reads state from the database, and is safe to run twice: a replayed event converges to
+the same rows, a retried pre-label job does not upload twice. Nothing here knows about Huey (see jobs.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from sqlalchemy import func, select
+
+from annotation_client import AnndocUpload, LabelDef, NotFound, PlatformError, PlatformUnavailable, TagtogClient
+from config import Settings
+from formats.corpus import parse_corpus
+from formats.tagtog import FormatError, GroundTruthPolicy, has_human_label, is_ground_truth, with_prelabel
+from storage import (Document, Label, ModelVersion, Project, Store, Upload, current_labels, dumps_value,
+                     latest_label, text_hash, utcnow)
+
+logger = logging.getLogger(__name__)
+
+
+class EventRejected(Exception):
+    """The event's document cannot be used as it is (unknown label id, wrong value type): the event fails
+    with this message; nothing else is affected."""
+
+
+@dataclass
+class TrainResult:
+    version_id: int
+    version: int
+    metrics: dict[str, Any]
+    mode: str
+
+
+def class_name(value: Any) -> str:
+    """A platform label value -> the class name the model uses (``true``, ``sport``)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def class_value(name: str, label_type: str | None) -> Any:
+    """Inverse of class_name, by the label's type."""
+    return json.loads(name) if label_type == "boolean" else name
+
+
+def is_holdout(platform_id: str, fraction: float) -> bool:
+    """A document's split is fixed by its id, so every version is scored on the same kind of held-out slice and
+    a document never moves from held-out into training."""
+    h = int(hashlib.sha256(platform_id.encode("utf-8")).hexdigest()[:8], 16) % 10_000
+    return h < fraction * 10_000
+
+
+class Loop:
+    """Ties storage, the platform client and the model family together for the worker."""
+
+    def __init__(self, settings: Settings, store: Store,
+                 client_factory: Callable[[str], TagtogClient] | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self._client_factory = client_factory or self._default_client
+        self._clients: dict[str, TagtogClient] = {}
+        self._label_defs: dict[int, list[LabelDef]] = {}
+        self._models: dict[int, tuple[int, Any]] = {}  # project id -> (model version id, classifier in memory)
+        self._corpus: tuple[float, list[str]] | None = None
+
+    def _default_client(self, platform: str) -> TagtogClient:
+        s = self.settings
+        return TagtogClient(s.tagtog_base_url, s.tagtog_username, s.tagtog_password, timeout=s.tagtog_timeout,
+                            retries=s.tagtog_retries)
+
+    def client(self, platform: str) -> TagtogClient:
+        if platform not in self._clients:
+            self._clients[platform] = self._client_factory(platform)
+        return self._clients[platform]
+
+    @property
+    def policy(self) -> GroundTruthPolicy:
+        return GroundTruthPolicy(self.settings.ground_truth_policy)
+
+    # -- label scheme --------------------------------------------------------------------------------------
+    def label_defs(self, project: Project, refresh: bool = False) -> list[LabelDef]:
+        if refresh or project.id not in self._label_defs:
+            self._label_defs[project.id] = self.client(project.platform).get_label_defs(project.owner, project.name)
+        return self._label_defs[project.id]
+
+    def resolve_label(self, project_id: int) -> tuple[str, str | None]:
+        """The project's label id (m_N) and type, from its configured name or its first document label."""
+        with self.store.session() as s:
+            p = s.get(Project, project_id)
+            if p.label_id:
+                return p.label_id, p.label_type
+            defs = self.label_defs(p, refresh=True)
+            pick = [d for d in defs if d.name == p.label_name or d.id == p.label_name] if p.label_name else defs
+            if not pick:
+                raise EventRejected(f"project {p.owner}/{p.name} has no document label "
+                                    f"{p.label_name or '(any)'}; legend: {[d.name for d in defs]}")
+            d = pick[0]
+            if d.type not in (None, "boolean", "enum"):
+                raise EventRejected(f"document label {d.name} ({d.id}) has type {d.type}; prelabel classifies "
+                                    "boolean and enum labels")
+            p.label_id, p.label_type = d.id, d.type
+            return d.id, d.type
+
+    def _check_value(self, s: Any, project: Project, defs: list[LabelDef], value: Any) -> None:
+        d = next((d for d in defs if d.id == project.label_id), None)
+        typ = project.label_type
+        if typ is None:  # only the legend is known: the first label fixes the type
+            prev = s.scalar(select(Label.value).where(Label.project_id == project.id, Label.value.is_not(None))
+                            .limit(1))
+            typ = "boolean" if prev is not None and isinstance(json.loads(prev), bool) else (
+                "enum" if prev is not None else ("boolean" if isinstance(value, bool) else "enum"))
+        if typ == "boolean" and not isinstance(value, bool):
+            raise EventRejected(f"label {project.label_id} is boolean; got {value!r} ({type(value).__name__})")
+        if typ == "enum":
+            if not isinstance(value, str):
+                raise EventRejected(f"label {project.label_id} is an enum of strings; got {value!r} "
+                                    f"({type(value).__name__})")
+            if d is not None and d.options and value not in d.options:
+                raise EventRejected(f"label {project.label_id} has no option {value!r}; options: {list(d.options)}")
+
+    # -- 1. ingest one webhook event -----------------------------------------------------------------------
+    def process_event(self, event_id: int) -> str:
+        """Fetch the document an event names and store its ground-truth label. Returns the outcome.
+
+        Raises PlatformUnavailable (the caller retries later) and EventRejected (the event fails).
+        """
+        with self.store.session() as s:
+            from storage import Event  # noqa: PLC0415
+
+            ev = s.get(Event, event_id)
+            project = s.get(Project, ev.project_id)
+            docid, member = ev.doc_id, ev.member
+        if member != self.settings.tagtog_member:
+            return f"ignored: member version {member!r} (prelabel reads {self.settings.tagtog_member!r})"
+        label_id, _ = self.resolve_label(project.id)
+        client = self.client(project.platform)
+        try:
+            ann = client.get_annjson(project.owner, project.name, docid, member)
+        except NotFound:
+            return self._document_gone(project.id, docid, event_id)
+        except FormatError as exc:
+            raise EventRejected(f"ann.json of {docid}: {exc}") from None
+        defs = self.label_defs(project)
+        unknown = [mid for mid in ann.metas if mid not in {d.id for d in defs}]
+        if unknown:  # the legend may have grown since it was cached
+            defs = self.label_defs(project, refresh=True)
+            unknown = [mid for mid in ann.metas if mid not in {d.id for d in defs}]
+        if unknown:
+            raise EventRejected(f"ann.json of {docid} has unknown label id(s) {unknown}; "
+                                f"legend: {sorted(d.id for d in defs)}")
+        meta = ann.metas.get(label_id)
+        value = meta.value if meta is not None and is_ground_truth(ann, meta, self.policy) else None
+        with self.store.session() as s:
+            project = s.get(Project, project.id)
+            if value is not None:
+                self._check_value(s, project, defs, value)
+            doc = s.scalar(select(Document).filter_by(project_id=project.id, platform_id=docid))
+            if doc is None:
+                text = client.get_text(project.owner, project.name, docid)
+                doc = Document(project_id=project.id, platform_id=docid, text=text, text_hash=text_hash(text))
+                s.add(doc)
+                s.flush()
+            who = ",".join(meta.confidence.who) if meta is not None else ""
+            changed = self._set_label(s, project, doc, value, who, event_id)
+        if not changed:
+            return "unchanged"
+        return "label removed" if value is None else f"labelled {class_name(value)}"
+
+    def _set_label(self, s: Any, project: Project, doc: Document, value: Any, who: str,
+                   event_id: int | None) -> bool:
+        current = latest_label(s, doc.id)
+        new = None if value is None else dumps_value(value)
+        if (current.value if current else None) == new:
+            return False
+        s.add(Label(project_id=project.id, document_id=doc.id, value=new, who=who, event_id=event_id))
+        if new is not None:  # a person labelled a document we pre-labelled: did they keep our suggestion?
+            up = s.scalar(select(Upload).where(Upload.document_id == doc.id).order_by(Upload.id.desc()).limit(1))
+            if up is not None and up.accepted is None:
+                up.accepted = up.value == new
+        return True
+
+    def _document_gone(self, project_id: int, docid: str, event_id: int) -> str:
+        with self.store.session() as s:
+            doc = s.scalar(select(Document).filter_by(project_id=project_id, platform_id=docid))
+            if doc is not None:
+                self._set_label(s, s.get(Project, project_id), doc, None, "", event_id)
+        return "document no longer exists"
+
+    def maybe_request_retrain(self, project_id: int) -> bool:
+        """Flag the project for retraining once RETRAIN_EVERY new labels arrived. True if newly flagged."""
+        with self.store.session() as s:
+            p = s.get(Project, project_id)
+            n_new = s.scalar(select(func.count()).select_from(Label).where(
+                Label.project_id == project_id, Label.id > p.trained_through_label))
+        if n_new < self.settings.retrain_every:
+            return False
+        return self.store.request_retrain(project_id)
+
+    # -- 2. import platform documents (candidates and existing labels) ------------------------------------
+    def sync_project(self, project_id: int, force: bool = False) -> int:
+        """Import documents of the platform project that prelabel has not seen (text + ground truth)."""
+        with self.store.session() as s:
+            p = s.get(Project, project_id)
+            if not force and p.last_sync_at and utcnow() - p.last_sync_at < timedelta(
+                    seconds=self.settings.sync_interval_s):
+                return 0
+            known = set(s.scalars(select(Document.platform_id).where(Document.project_id == p.id,
+                                                                      Document.platform_id.is_not(None))))
+        label_id, _ = self.resolve_label(p.id)
+        client = self.client(p.platform)
+        n = 0
+        for hit in client.search(p.owner, p.name, self.settings.tagtog_sync_query):
+            if hit.docid in known:
+                continue
+            try:
+                ann = client.get_annjson(p.owner, p.name, hit.docid, self.settings.tagtog_member)
+                text = client.get_text(p.owner, p.name, hit.docid)
+            except NotFound:
+                continue
+            except FormatError as exc:
+                logger.warning("sync %s/%s: skipping %s: %s", p.owner, p.name, hit.docid, exc)
+                continue
+            meta = ann.metas.get(label_id)
+            value = meta.value if meta is not None and is_ground_truth(ann, meta, self.policy) else None
+            with self.store.session() as s:
+                proj = s.get(Project, p.id)
+                doc = Document(project_id=p.id, platform_id=hit.docid, filename=hit.filename, text=text,
+                               text_hash=text_hash(text))
+                s.add(doc)
+                s.flush()
+                if value is not None:
+                    try:
+                        self._check_value(s, proj, self.label_defs(proj), value)
+                        self._set_label(s, proj, doc, value, ",".join(meta.confidence.who), None)
+                    except EventRejected as exc:
+                        logger.warning("sync %s/%s: label of %s ignored: %s", p.owner, p.name, hit.docid, exc)
+            known.add(hit.docid)
+            n += 1
+        with self.store.session() as s:
+            s.get(Project, p.id).last_sync_at = utcnow()
+        if n:
+            logger.info("sync %s/%s: imported %d new documents", p.owner, p.name, n)
+        return n
+
+    # -- 3. retrain -----------------------------------------------------------------------------------------
+    def train(self, project_id: int) -> TrainResult | None:
+        """Train a new version on every current ground-truth label; None if there are too few."""
+        from model.evaluate import evaluate, positive_class  # noqa: PLC0415
+        from model.factory import make_classifier  # noqa: PLC0415
+
+        cfg = self.settings
+        with self.store.session() as s:
+            p = s.get(Project, project_id)
+            rows = current_labels(s, project_id)
+            max_label = s.scalar(select(func.max(Label.id)).where(Label.project_id == project_id)) or 0
+            data = [(d.platform_id or d.text_hash, d.text, class_name(json.loads(v))) for d, v, _ in rows]
+            label_type, slug, labels_at_full = p.label_type, p.slug, p.labels_at_full_fit
+            next_version = (s.scalar(select(func.max(ModelVersion.version))
+                                     .where(ModelVersion.project_id == project_id)) or 0) + 1
+        classes = sorted({y for _, _, y in data})
+        if len(data) < cfg.min_labels or len(classes) < 2:
+            logger.info("project %s: %d labels in %d classes; waiting for %d labels in 2+ classes", slug, len(data),
+                        len(classes), cfg.min_labels)
+            return None
+        hold = [is_holdout(k, cfg.holdout_fraction) for k, _, _ in data]
+        train = [(t, y) for (_, t, y), h in zip(data, hold) if not h]
+        test = [(t, y) for (_, t, y), h in zip(data, hold) if h]
+        if len({y for _, y in train}) < 2:  # tiny data: every class must be seen in training
+            train, test = [(t, y) for _, t, y in data], []
+        x_tr, y_tr = [t for t, _ in train], [y for _, y in train]
+        t0 = time.perf_counter()
+        cached = self._models.get(project_id)
+        clf, mode = None, "full"
+        if (cached is not None and list(cached[1].classes_) == sorted(set(y_tr))
+                and len(data) < cfg.full_refit_growth * max(labels_at_full, 1)):
+            clf, mode = cached[1], "warm"
+            self._models.pop(project_id, None)  # mutated below; re-cached only on success
+            clf.refit(x_tr, y_tr, epochs=cfg.warm_epochs)
+        else:
+            clf = make_classifier(cfg.model_family, epochs=cfg.model_epochs, random_state=cfg.model_seed)
+            clf.fit(x_tr, y_tr)
+        seconds = time.perf_counter() - t0
+        metrics = evaluate([y for _, y in test], clf.predict([t for t, _ in test]) if test else [], clf.classes_,
+                           positive_class(clf.classes_)) if test else {"n": 0, "note": "no held-out documents yet"}
+        metrics["history"] = getattr(clf, "history_", {})
+        meta = {"family": clf.family, "version": next_version, "mode": mode, "classes": list(clf.classes_),
+                "label_values": [class_value(c, label_type) for c in clf.classes_], "label_type": label_type,
+                "params": clf.get_params(), "metrics": metrics, "n_train": len(train), "n_holdout": len(test),
+                "n_labels": len(data), "trained_through_label": max_label, "train_seconds": seconds,
+                "trained_at": utcnow().isoformat() + "Z"}
+        folder = save_version(clf, cfg.models_path / slug, f"v{next_version}", meta)
+        with self.store.session() as s:
+            mv = ModelVersion(project_id=project_id, version=next_version, family=clf.family, mode=mode,
+                              path=str(folder), params=clf.get_params(), metrics=metrics,
+                              classes={"names": list(clf.classes_), "label_type": label_type},
+                              n_train=len(train), n_holdout=len(test), train_seconds=seconds)
+            s.add(mv)
+            s.flush()
+            p = s.get(Project, project_id)
+            p.champion_id = mv.id  # the promotion gate (not worse than the champion) comes with evaluation
+            p.trained_through_label = max(p.trained_through_label, max_label)
+            if mode == "full":
+                p.labels_at_full_fit = len(data)
+            version_id = mv.id
+        self._models[project_id] = (version_id, clf)
+        logger.info("project %s: v%d (%s) on %d labels in %.1fs, held-out %d: acc %s f1 %s", slug, next_version,
+                    mode, len(train), seconds, len(test), metrics.get("accuracy"), metrics.get("f1"))
+        return TrainResult(version_id, next_version, metrics, mode)
+
+    def _classifier(self, project_id: int, version_id: int) -> Any:
+        cached = self._models.get(project_id)
+        if cached is not None and cached[0] == version_id:
+            return cached[1]
+        from model.factory import load_classifier  # noqa: PLC0415
+
+        with self.store.session() as s:
+            path = s.get(ModelVersion, version_id).path
+        clf = load_classifier(Path(path))
+        self._models[project_id] = (version_id, clf)
+        return clf
+
+    # -- 4. pre-label ---------------------------------------------------------------------------------------
+    def corpus_texts(self) -> list[str]:
+        path = self.settings.corpus_path
+        if not path:
+            return []
+        mtime = os.path.getmtime(path)
+        if self._corpus is None or self._corpus[0] != mtime:
+            self._corpus = (mtime, parse_corpus(Path(path).read_bytes(), Path(path).name, self.settings.corpus_text_column))
+        return self._corpus[1]
+
+    def prelabel(self, project_id: int, version_id: int) -> int:
+        """Upload the K least-confident unlabelled documents with the model's label and probability."""
+        from model.query import select_least_confident  # noqa: PLC0415
+
+        cfg = self.settings
+        clf = self._classifier(project_id, version_id)
+        with self.store.session() as s:
+            p = s.get(Project, project_id)
+            mv = s.get(ModelVersion, version_id)
+            owner, name, platform, label_id, label_type = p.owner, p.name, p.platform, p.label_id, p.label_type
+            version = mv.version
+            labelled = {d.id for d, _, _ in current_labels(s, project_id)}
+            docs = [(d.id, d.text) for d in s.scalars(select(Document).where(
+                Document.project_id == project_id, Document.platform_id.is_not(None))) if d.id not in labelled]
+            known_hashes = set(s.scalars(select(Document.text_hash).where(Document.project_id == project_id)))
+            done = set(s.scalars(select(Upload.document_id).where(Upload.model_version_id == version_id)))
+        corpus = [t for t in dict.fromkeys(self.corpus_texts()) if text_hash(t) not in known_hashes]
+        texts = [t for _, t in docs] + corpus
+        if not texts:
+            logger.info("%s/%s: nothing left to pre-label", owner, name)
+            return 0
+        proba = clf.predict_proba(texts)
+        chosen = select_least_confident(proba, cfg.prelabel_k)
+        who = f"ml:prelabel-v{version}"
+        client = self.client(platform)
+        uploads: list[tuple[int, AnndocUpload, str, float]] = []
+        for i in chosen:
+            k = int(np.argmax(proba[i]))
+            value, prob = class_value(clf.classes_[k], label_type), float(proba[i][k])
+            prob = min(max(prob, 1e-6), 1.0)  # tagtog's prob is in (0, 1]
+            if i < len(docs):
+                doc_id = docs[i][0]
+                if doc_id in done:
+                    continue
+                with self.store.session() as s:
+                    docid = s.get(Document, doc_id).platform_id
+            else:
+                doc_id, docid = self._create_corpus_document(project_id, texts[i])
+            try:
+                current = client.get_annjson(owner, name, docid, cfg.tagtog_member)
+                if has_human_label(current):  # a person got there first: never overwrite
+                    continue
+                html = client.get_plain_html(owner, name, docid)
+            except NotFound:
+                continue
+            uploads.append((doc_id, AnndocUpload(docid, html, with_prelabel(current, label_id, value, prob, who)),
+                            dumps_value(value), prob))
+        if not uploads:
+            return 0
+        client.upload_anndoc(owner, name, [u for _, u, _, _ in uploads], member=cfg.tagtog_member)
+        with self.store.session() as s:
+            for doc_id, _, value_json, prob in uploads:
+                if not s.scalar(select(Upload.id).filter_by(document_id=doc_id, model_version_id=version_id)):
+                    s.add(Upload(project_id=project_id, document_id=doc_id, model_version_id=version_id,
+                                 value=value_json, prob=prob))
+        logger.info("%s/%s: uploaded %d pre-labels from v%d", owner, name, len(uploads), version)
+        return len(uploads)
+
+    def _create_corpus_document(self, project_id: int, text: str) -> tuple[int, str]:
+        """Upload a corpus sample as a new platform document, exactly once even if the job is retried: the
+        row is written first under a deterministic filename, which finds the document after a crash."""
+        h = text_hash(text)
+        filename = f"prelabel-{h[:16]}.txt"
+        with self.store.session() as s:
+            p = s.get(Project, project_id)
+            doc = s.scalar(select(Document).filter_by(project_id=project_id, text_hash=h, source="corpus"))
+            if doc is None:
+                doc = Document(project_id=project_id, platform_id=None, filename=filename, text=text, text_hash=h,
+                               source="corpus")
+                s.add(doc)
+                s.flush()
+            doc_id, owner, name, platform = doc.id, p.owner, p.name, p.platform
+            if doc.platform_id:
+                return doc_id, doc.platform_id
+        client = self.client(platform)
+        found = [hit.docid for hit in client.search(owner, name, f"filename:{filename}")]
+        docid = found[0] if found else client.create_text(owner, name, text, filename, self.settings.prelabel_folder)[0]
+        with self.store.session() as s:
+            s.get(Document, doc_id).platform_id = docid
+        return doc_id, docid
+
+
+def save_version(clf: Any, root: Path, name: str, meta: dict[str, Any]) -> Path:
+    """Write a model version folder atomically: a temporary folder renamed into place, so a crash never leaves
+    half a model. Holds model.h5, vocab.json (RNN) and meta.json."""
+    from model.base import write_json  # noqa: PLC0415
+
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / name
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    try:
+        clf.save(tmp)
+        write_json(tmp / "meta.json", meta)
+        if final.exists():  # a retried job that crashed after the rename: replace the orphan
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
