@@ -60,6 +60,7 @@ class Settings:
     ground_truth_policy: str = "anncomplete"  # or anncomplete_or_user (see formats.tagtog.GroundTruthPolicy)
     # training
     model_family: str = "rnn"
+    model_cell: str = "simple_rnn"  # the seed's SimpleRNN; gru or lstm learn more from long texts (news)
     model_epochs: int = 10
     model_seed: int = 42
     warm_epochs: int = 2  # a warm retrain: the last model trains this many epochs more on all labels

@@ -110,16 +110,20 @@ def retrain(project_id: int) -> str:
     runs = 0
     try:
         with huey.lock_task(f"retrain-{project_id}"):
-            while loop.store.take_retrain_request(project_id):
-                runs += 1
-                try:
-                    loop.sync_project(project_id)
-                    result = loop.train(project_id)
-                    if result is not None:
-                        loop.prelabel(project_id, result.version_id)
-                except Exception:
-                    loop.store.request_retrain(project_id)  # keep the request; Huey retries this task
-                    raise
+            loop.store.set_training(project_id, True)
+            try:
+                while loop.store.take_retrain_request(project_id):
+                    runs += 1
+                    try:
+                        loop.sync_project(project_id)
+                        result = loop.train(project_id)
+                        if result is not None:
+                            loop.prelabel(project_id, result.version_id)
+                    except Exception:
+                        loop.store.request_retrain(project_id)  # keep the request; Huey retries this task
+                        raise
+            finally:
+                loop.store.set_training(project_id, False)
     except TaskLockedException:
         return "coalesced into the run in progress"
     if loop.store.retrain_pending(project_id):  # a request that landed while the lock was being released

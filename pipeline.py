@@ -287,7 +287,8 @@ class Loop:
             self._models.pop(project_id, None)  # mutated below; re-cached only on success
             clf.refit(x_tr, y_tr, epochs=cfg.warm_epochs)
         else:
-            clf = make_classifier(cfg.model_family, epochs=cfg.model_epochs, random_state=cfg.model_seed)
+            clf = make_classifier(cfg.model_family, epochs=cfg.model_epochs, cell=cfg.model_cell,
+                                  random_state=cfg.model_seed)
             clf.fit(x_tr, y_tr)
         seconds = time.perf_counter() - t0
         metrics = evaluate([y for _, y in test], clf.predict([t for t, _ in test]) if test else [], clf.classes_,

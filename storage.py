@@ -42,6 +42,7 @@ class Project(Base):
     label_id: Mapped[str | None] = mapped_column(String(64))  # resolved from the platform's legend (m_N)
     label_type: Mapped[str | None] = mapped_column(String(32))  # boolean | enum | None (unknown: inferred)
     retrain_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    training_since: Mapped[datetime | None] = mapped_column(DateTime)  # set while a retrain runs
     labels_at_full_fit: Mapped[int] = mapped_column(Integer, default=0)
     trained_through_label: Mapped[int] = mapped_column(Integer, default=0)  # last labels.id a model has seen
     champion_id: Mapped[int | None] = mapped_column(Integer)
@@ -294,6 +295,11 @@ class Store:
             return bool(s.execute(update(Project).where(Project.id == project_id, Project.retrain_requested.is_(True))
                                   .values(retrain_requested=False)).rowcount)
 
+    def set_training(self, project_id: int, running: bool) -> None:
+        with self.session() as s:
+            s.execute(update(Project).where(Project.id == project_id)
+                      .values(training_since=utcnow() if running else None))
+
     def retrain_pending(self, project_id: int) -> bool:
         with self.session() as s:
             return bool(s.scalar(select(Project.retrain_requested).where(Project.id == project_id)))
@@ -319,7 +325,7 @@ class Store:
                     "events": by_state, "uploads": n_up,
                     "prelabels_reviewed": {"accepted": dict(acc).get(True, 0), "changed": dict(acc).get(False, 0)},
                     "champion": champion.to_dict() if champion else None,
-                    "retrain_requested": p.retrain_requested}
+                    "retrain_requested": p.retrain_requested, "training": p.training_since is not None}
 
     def list_projects(self) -> list[dict[str, Any]]:
         with self.session() as s:

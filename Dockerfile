@@ -1,0 +1,16 @@
+# One image, two commands: the web process (default) and the worker.
+#   docker build -t prelabel .
+#   docker run -p 8000:8000 -v prelabel:/app/instance --env-file .env prelabel
+#   docker run -v prelabel:/app/instance --env-file .env prelabel huey_consumer jobs.huey -w 1
+# Web and worker must share INSTANCE_PATH (SQLite database, queue file, models) or use DATABASE_URL/QUEUE_URL.
+FROM python:3.11-slim
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 TF_CPP_MIN_LOG_LEVEL=3 INSTANCE_PATH=/app/instance
+WORKDIR /app
+# the same install steps as .ci/run, requirements first so code changes reuse the layer
+COPY requirements.txt .
+RUN pip install --upgrade pip && pip install -r requirements.txt
+COPY . .
+RUN useradd --create-home prelabel && mkdir -p /app/instance && chown prelabel /app/instance
+USER prelabel
+EXPOSE 8000
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"]

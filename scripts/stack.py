@@ -1,0 +1,145 @@
+"""Start and stop the whole stack as separate processes on 127.0.0.1: tagtog emulator, prelabel web (gunicorn)
+and worker (huey_consumer). Used by the demo, the end-to-end test and the benchmarks."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+logger = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
+        try:
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+@dataclass
+class Stack:
+    """The three processes. ``env`` is the prelabel environment (web and worker)."""
+
+    workdir: Path
+    export_dir: Path
+    owner: str = "alice"
+    project: str = "spam"
+    labels: str = "isSpam:boolean"
+    user: tuple[str, str] = ("alice", "alice-pw")
+    hook_auth: tuple[str, str] = ("tagtog-hook", "hook-pw")
+    settings: dict[str, str] = field(default_factory=dict)
+    web_workers: int = 2
+    start_worker: bool = True
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.emu_port, self.web_port = free_port(), free_port()
+        self.emu_url = f"http://127.0.0.1:{self.emu_port}"
+        self.web_url = f"http://127.0.0.1:{self.web_port}"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            **os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
+            "INSTANCE_PATH": str(self.workdir / "instance"), "TAGTOG_BASE_URL": self.emu_url,
+            "TAGTOG_USERNAME": self.user[0], "TAGTOG_PASSWORD": self.user[1],
+            "TAGTOG_PROJECTS": f"{self.owner}/{self.project}",
+            "WEBHOOK_USERNAME": self.hook_auth[0], "WEBHOOK_PASSWORD": self.hook_auth[1],
+            **self.settings,
+        }
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        p = subprocess.Popen(cmd, cwd=ROOT, env=env or self.env, stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        self.procs[name] = p
+        return p
+
+    def start(self) -> "Stack":
+        try:
+            emu = self._spawn("emulator", [
+                sys.executable, "-m", "emulator.tagtog", "--port", str(self.emu_port),
+                "--user", ":".join(self.user), "--project", f"{self.owner}/{self.project}={self.labels}",
+                "--load", f"{self.export_dir}={self.owner}/{self.project}",
+                "--webhook", f"{self.owner}/{self.project}={self.web_url}/webhooks/tagtog",
+                "--webhook-auth", ":".join(self.hook_auth), "--log-level", "WARNING"], env={**os.environ})
+            web = self._spawn("web", [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "-b",
+                                      f"127.0.0.1:{self.web_port}", "-w", str(self.web_workers), "app:create_app()"])
+            wait_http(f"{self.emu_url}/-emulator/healthz", 120, emu)
+            wait_http(f"{self.web_url}/healthz", 60, web)
+            if self.start_worker:
+                self._spawn("worker", [str(BIN / "huey_consumer"), "jobs.huey", "-w", "1", "-q"])
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        self.procs.clear()
+
+    def __enter__(self) -> "Stack":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # -- helpers for drivers
+    def annotate(self, docid: str, labels: dict[str, Any], confirm: bool = True, user: str | None = None) -> None:
+        r = requests.post(f"{self.emu_url}/-emulator/annotate", auth=self.user, timeout=10,
+                          json={"owner": self.owner, "project": self.project, "docid": docid, "labels": labels,
+                                "confirm": confirm})
+        r.raise_for_status()
+
+    def emulator_log(self, since: int = 0) -> list[dict[str, Any]]:
+        return requests.get(f"{self.emu_url}/-emulator/log", params={"since": since}, timeout=10).json()
+
+    def api(self, path: str) -> Any:
+        r = requests.get(f"{self.web_url}{path}", timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def docids(self, query: str = "*") -> list[tuple[str, str]]:
+        """(docid, filename) of the emulator's documents."""
+        out, page = [], 0
+        while True:
+            r = requests.get(f"{self.emu_url}/-api/documents/v1", auth=self.user, timeout=10, params={
+                "owner": self.owner, "project": self.project, "search": query, "page": page}).json()
+            out += [(d["id"], d["filename"]) for d in r["docs"]]
+            if r["pages"]["next"] == -1:
+                return out
+            page = r["pages"]["next"]
+
+    def log_tail(self, name: str, n: int = 40) -> str:
+        path = self.workdir / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:]) if path.exists() else ""

@@ -1,0 +1,132 @@
+"""End to end, as separate processes over HTTP: tagtog emulator <-> prelabel web (gunicorn) + worker (Huey)."""
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+import pytest
+import requests
+
+from emulator.export import write_export
+from scripts.stack import Stack
+
+from .conftest import SMS_CSV
+
+N_DOCS = 400
+N_CONFIRMS = 60
+
+
+def wait_for(pred, timeout: float, what: str, stack: Stack):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = pred()
+        if out:
+            return out
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}\n--- worker log ---\n{stack.log_tail('worker')}"
+                         f"\n--- web log ---\n{stack.log_tail('web')}")
+
+
+def quiet(stack: Stack) -> dict:
+    """Wait until no event is pending and nothing changed for 4 s; returns the project summary."""
+    last, since = None, time.monotonic()
+    while True:
+        p = stack.api("/api/projects/1")
+        key = json.dumps([p["events"], p["uploads"], p["champion"] and p["champion"]["version"]])
+        pending = p["events"].get("queued", 0) + p["events"].get("processing", 0) or p["retrain_requested"] or p["training"]
+        if key != last or pending:
+            last, since = key, time.monotonic()
+        elif time.monotonic() - since > 4:
+            return p
+        if time.monotonic() - since > 240:
+            raise AssertionError(f"stack never settled: {p}\n{stack.log_tail('worker')}")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    df = pd.read_csv(SMS_CSV, keep_default_na=False)
+    spam, ham = df[df.label == "spam"].head(100), df[df.label == "ham"].head(N_DOCS - 100)
+    rows = pd.concat([spam, ham]).sample(frac=1.0, random_state=0)
+    work = tmp_path_factory.mktemp("e2e")
+    write_export(work / "export", ((f"row{i}.txt", t, None) for i, t in zip(rows.index, rows.text)), "isSpam")
+    truth = {f"row{i}.txt": lab == "spam" for i, lab in zip(rows.index, rows.label)}
+    s = Stack(work, work / "export", settings={"MIN_LABELS": "20", "MODEL_EPOCHS": "5", "PRELABEL_K": "5",
+                                               "SYNC_INTERVAL_S": "3600"})
+    with s:
+        yield s, truth
+
+
+def test_confirms_train_a_model_and_prelabels_appear(stack):
+    s, truth = stack
+    docs = s.docids()
+    assert len(docs) == N_DOCS
+    # confirm a class-balanced first batch, as an annotator working a spam queue would
+    spam_first = sorted(docs, key=lambda d: not truth[d[1]])[:20] + [d for d in docs if not truth[d[1]]][:N_CONFIRMS - 20]
+    for docid, fn in spam_first:
+        s.annotate(docid, {"isSpam": truth[fn]})
+    wait_for(lambda: s.api("/api/projects/1")["labels"] >= N_CONFIRMS, 120, "confirms stored", s)
+    p = quiet(s)
+    assert p["events"].get("failed", 0) == 0 and p["events"]["done"] >= N_CONFIRMS
+    assert p["champion"] is not None and p["champion"]["n_holdout"] > 0
+    models = s.api("/api/projects/1/models")["models"]
+    assert models and all(m["f1"] is not None for m in models)
+
+    ups = [e for e in s.emulator_log() if e["kind"] == "annotations" and not e.get("gui")]
+    assert len(ups) >= 5
+    human = {d for d, _ in spam_first}
+    for e in ups:
+        conf = e["metas"]["m_1"]["confidence"]
+        assert conf["who"][0].startswith("ml:prelabel-v") and conf["state"] == "pre-added"
+        assert 0 < conf["prob"] < 1 and isinstance(e["metas"]["m_1"]["value"], bool)
+        assert e["anncomplete"] is False and e["docid"] not in human
+    # the pre-labels are what tagtog now serves for those documents
+    docid = ups[-1]["docid"]
+    ann = requests.get(f"{s.emu_url}/-api/documents/v1", auth=s.user, params={
+        "owner": "alice", "project": "spam", "ids": docid, "output": "ann.json"}).json()
+    assert ann["metas"]["m_1"]["confidence"]["who"][0].startswith("ml:")
+    # prelabel's own uploads came back as API webhooks and were ignored (no loop)
+    hooks = [e for e in s.emulator_log() if e["kind"] == "webhook" and e["source"] == "API"]
+    assert hooks and all(e["http_status"] == 200 for e in hooks)
+
+
+def test_second_delivery_changes_nothing(stack):
+    s, truth = stack
+    before = quiet(s)
+    n_log = len(s.emulator_log())
+    docid = [e for e in s.emulator_log() if e["kind"] == "annotations" and e.get("gui")][0]["docid"]
+    body = {"owner": "alice", "project": "spam", "tagtogID": docid, "docid": docid, "member": "master"}
+    r = requests.post(f"{s.web_url}/webhooks/tagtog", json=body, auth=s.hook_auth,
+                      headers={"X-tagtog-onPushSave-source": "GUI", "X-tagtog-onPushSave-status": "updated"})
+    assert r.status_code == 202
+    eid = r.json()["event_id"]
+    wait_for(lambda: s.api(f"/api/events/{eid}")["state"] == "done", 60, "re-delivery processed", s)
+    assert s.api(f"/api/events/{eid}")["outcome"] == "unchanged"
+    after = quiet(s)
+    assert after["labels"] == before["labels"] and after["uploads"] == before["uploads"]
+    assert after["champion"]["version"] == before["champion"]["version"]
+    assert not [e for e in s.emulator_log(n_log) if e["kind"] == "annotations"]
+
+
+def test_bad_deliveries_over_http(stack):
+    s, _ = stack
+    url = f"{s.web_url}/webhooks/tagtog"
+    assert requests.post(url, data="nope", auth=s.hook_auth).status_code == 400
+    assert requests.post(url, json={"owner": "alice", "project": "spam"}, auth=s.hook_auth).status_code == 400
+    assert requests.post(url, json={"owner": "alice", "project": "spam", "tagtogID": "x"},
+                         auth=("tagtog-hook", "wrong")).status_code == 401
+    r = requests.post(url, json={"owner": "bob", "project": "x", "tagtogID": "x"}, auth=s.hook_auth)
+    assert r.status_code == 404 and "error" in r.json()
+
+
+def test_unknown_label_id_fails_only_that_event(stack):
+    s, truth = stack
+    docid = next(d for d, fn in s.docids() if d not in {e["docid"] for e in s.emulator_log() if e.get("docid")})
+    requests.post(f"{s.emu_url}/-emulator/annotate", auth=s.user, json={
+        "owner": "alice", "project": "spam", "docid": docid, "confirm": True,
+        "metas": {"m_7": {"value": True, "confidence": {"state": "", "who": ["user:alice"], "prob": 1}}}}
+    ).raise_for_status()
+    failed = wait_for(lambda: s.api("/api/projects/1/events?state=failed")["events"], 60, "failed event", s)
+    assert failed[0]["doc_id"] == docid and "m_7" in failed[0]["error"]
+    assert s.api("/healthz")["status"] == "ok"

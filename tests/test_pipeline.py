@@ -1,0 +1,212 @@
+"""The worker's loop against the emulator over HTTP: ingest -> train -> pre-label, its idempotence and failures."""
+from __future__ import annotations
+
+import csv
+
+import pytest
+import requests
+
+import jobs
+from annotation_client import PlatformUnavailable, TagtogClient
+from config import ProjectSpec, Settings
+from emulator.tagtog import EmulatorServer, TagtogEmulator
+from pipeline import EventRejected, Loop
+from storage import Document, Label, Store, Upload
+
+from .conftest import SMS_CSV
+
+N_DOCS = 240
+
+
+@pytest.fixture(scope="module")
+def sms_rows():
+    with open(SMS_CSV, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    spam = [r for r in rows if r["label"] == "spam"][:60]
+    ham = [r for r in rows if r["label"] == "ham"][: N_DOCS - 60]
+    mixed = [x for pair in zip(ham[::3], ham[1::3], ham[2::3], spam) for x in pair]
+    return mixed + ham[len(mixed):]
+
+
+@pytest.fixture
+def env(tmp_path, sms_rows):
+    emu = TagtogEmulator({"alice": "pw"}, seed=3)
+    emu.add_project("alice", "spam", [("isSpam", "boolean", ())])
+    p = emu.projects[("alice", "spam")]
+    truth = {}
+    for i, r in enumerate(sms_rows):
+        d = emu._create(p, f"sms{i}.txt", "pool", r["text"])
+        truth[d.docid] = r["label"] == "spam"
+    server = EmulatorServer(emu).start()
+    settings = Settings(instance_path=str(tmp_path), tagtog_base_url=server.url, tagtog_username="alice",
+                        tagtog_password="pw", tagtog_projects=(ProjectSpec("tagtog", "alice", "spam"),),
+                        min_labels=20, model_epochs=6, prelabel_k=5, tagtog_retries=1, holdout_fraction=0.25)
+    store = Store(settings.db_url)
+    store.create_all()
+    pid = store.ensure_project("tagtog", "alice", "spam")
+    client = lambda _: TagtogClient(server.url, "alice", "pw", retries=1, backoff=0.01)  # noqa: E731
+    loop = Loop(settings, store, client)
+    yield emu, server, store, loop, pid, truth
+    server.stop()
+
+
+def annotate(server, docid, body):
+    r = requests.post(f"{server.url}/-emulator/annotate", auth=("alice", "pw"),
+                      json={"owner": "alice", "project": "spam", "docid": docid, **body})
+    r.raise_for_status()
+
+
+def deliver(store, loop, pid, docid):
+    eid, new = store.record_event(project_id=pid, platform="tagtog", doc_id=docid, member="master", source="GUI",
+                                  kind="updated", dedup_key=f"{docid}-{len(store.list_events(limit=10000))}")
+    assert new and store.claim_event(eid) is not None
+    return loop.process_event(eid)
+
+
+def test_loop_learns_prelabels_and_is_idempotent(env):
+    emu, server, store, loop, pid, truth = env
+    docids = list(truth)
+    for d in docids[:200]:
+        annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
+        assert deliver(store, loop, pid, d).startswith("labelled")
+    assert deliver(store, loop, pid, docids[0]) == "unchanged"  # the same confirm again changes nothing
+    assert loop.maybe_request_retrain(pid)
+
+    loop.sync_project(pid, force=True)  # imports the unlabelled pool as candidates
+    result = loop.train(pid)
+    assert result is not None and result.version == 1 and result.mode == "full"
+    m = result.metrics
+    assert m["n"] >= 30 and m["positive"] == "true"
+    # it learned: well above the 75 % of always answering ham, and it finds spam
+    assert m["accuracy"] >= 0.85 and m["f1"] >= 0.5, m
+
+    n = loop.prelabel(pid, result.version_id)
+    assert n == 5
+    ups = [e for e in emu.log if e["kind"] == "annotations" and not e.get("gui")]
+    assert len(ups) == 5
+    for e in ups:
+        meta = e["metas"]["m_1"]
+        assert meta["confidence"]["who"] == ["ml:prelabel-v1"] and meta["confidence"]["state"] == "pre-added"
+        assert 0 < meta["confidence"]["prob"] < 1 and isinstance(meta["value"], bool)
+        assert e["anncomplete"] is False and e["docid"] not in docids[:200]  # never a human-labelled doc
+    assert loop.prelabel(pid, result.version_id) == 0  # a retried job does not upload twice
+
+    # an annotator reviews one suggestion: keeping it counts as accepted
+    e = ups[0]
+    annotate(server, e["docid"], {"labels": {"isSpam": e["metas"]["m_1"]["value"]}, "confirm": True})
+    assert deliver(store, loop, pid, e["docid"]).startswith("labelled")
+    with store.session() as s:
+        assert s.query(Upload).filter_by(accepted=True).count() == 1
+    assert store.project_summary(pid)["prelabels_reviewed"] == {"accepted": 1, "changed": 0}
+
+    # a warm retrain on the grown label set, then its pre-labels
+    r2 = loop.train(pid)
+    assert r2.version == 2 and r2.mode == "warm"
+    assert loop.prelabel(pid, r2.version_id) == 5
+
+
+def test_prelabel_never_overwrites_a_human_label(env):
+    emu, server, store, loop, pid, truth = env
+    docids = list(truth)
+    for d in docids[:40]:
+        annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
+        deliver(store, loop, pid, d)
+    loop.sync_project(pid, force=True)
+    result = loop.train(pid)
+    # people label every remaining document on the platform without prelabel hearing of it (no webhook)
+    for d in docids[40:]:
+        annotate(server, d, {"labels": {"isSpam": truth[d]}})
+    assert loop.prelabel(pid, result.version_id) == 0
+    assert not [e for e in emu.log if e["kind"] == "annotations" and not e.get("gui")]
+
+
+def test_unknown_label_id_and_wrong_type_fail_the_event_only(env):
+    emu, server, store, loop, pid, truth = env
+    d1, d2, d3 = list(truth)[:3]
+    annotate(server, d1, {"metas": {"m_9": {"value": True, "confidence": {"who": ["user:alice"]}}}, "confirm": True})
+    with pytest.raises(EventRejected, match="unknown label id.*m_9"):
+        deliver(store, loop, pid, d1)
+    annotate(server, d2, {"metas": {"m_1": {"value": "yes", "confidence": {"who": ["user:alice"]}}}, "confirm": True})
+    with pytest.raises(EventRejected, match="boolean"):
+        deliver(store, loop, pid, d2)
+    annotate(server, d3, {"labels": {"isSpam": True}, "confirm": True})
+    assert deliver(store, loop, pid, d3) == "labelled true"
+    with store.session() as s:
+        assert s.query(Label).count() == 1
+
+
+def test_unconfirmed_and_ml_labels_are_not_ground_truth(env):
+    emu, server, store, loop, pid, truth = env
+    d1, d2 = list(truth)[:2]
+    annotate(server, d1, {"labels": {"isSpam": True}})  # saved, not confirmed
+    assert deliver(store, loop, pid, d1) == "unchanged"
+    annotate(server, d2, {"metas": {"m_1": {"value": True, "confidence": {"state": "pre-added", "who": ["ml:x"],
+                                                                          "prob": 0.9}}}, "confirm": True})
+    assert deliver(store, loop, pid, d2) == "unchanged"
+    loop.settings = loop.settings.with_(ground_truth_policy="anncomplete_or_user")
+    assert deliver(store, loop, pid, d1) == "labelled true"
+
+
+def test_deleted_document_retracts_its_label(env):
+    emu, server, store, loop, pid, truth = env
+    d = list(truth)[0]
+    annotate(server, d, {"labels": {"isSpam": True}, "confirm": True})
+    deliver(store, loop, pid, d)
+    requests.delete(f"{server.url}/-api/documents/v1", params={"owner": "alice", "project": "spam", "ids": d},
+                    auth=("alice", "pw"))
+    assert deliver(store, loop, pid, d) == "document no longer exists"
+    with store.session() as s:
+        assert [lab.value for lab in s.query(Label).order_by(Label.id)] == ["true", None]
+
+
+def test_corpus_samples_are_uploaded_once(env, tmp_path):
+    emu, server, store, loop, pid, truth = env
+    docids = list(truth)
+    for d in docids[:60]:
+        annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
+        deliver(store, loop, pid, d)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"URGENT! claim your prize number {i} now, call 0800" for i in range(30)))
+    loop.settings = loop.settings.with_(corpus_path=str(corpus))  # no sync: the pool is unknown, only the corpus
+    result = loop.train(pid)
+    assert loop.prelabel(pid, result.version_id) == 5
+    created = [e for e in emu.log if e["kind"] == "created" and e["filename"].startswith("prelabel-")]
+    assert len(created) == 5
+    with store.session() as s:
+        assert s.query(Document).filter_by(source="corpus").count() == 5
+    r2 = loop.train(pid)
+    loop.prelabel(pid, r2.version_id)  # the five already uploaded are platform documents now, not corpus rows
+    created2 = [e for e in emu.log if e["kind"] == "created" and e["filename"].startswith("prelabel-")]
+    assert len({e["filename"] for e in created2}) == len(created2)
+
+
+def test_platform_down_requeues_then_succeeds(env):
+    emu, server, store, loop, pid, truth = env
+    d = list(truth)[0]
+    annotate(server, d, {"labels": {"isSpam": True}, "confirm": True})
+    jobs._loop = loop
+    eid, _ = store.record_event(project_id=pid, platform="tagtog", doc_id=d, member="master", source="GUI",
+                                kind="updated", dedup_key="k1")
+    emu.faults = [503] * 20
+    try:
+        jobs.huey.immediate = True
+        assert jobs.process_event.call_local(eid) == "retry scheduled"
+        ev = store.get_event(eid)
+        assert ev["state"] == "queued" and "503" in ev["error"]  # kept, with the reason, never lost
+        emu.faults = []
+        assert jobs.process_event.call_local(eid) == "labelled true"
+        assert store.get_event(eid)["state"] == "done"
+    finally:
+        jobs.huey.immediate = False
+        jobs._loop = None
+
+
+def test_platform_unavailable_propagates(env):
+    emu, server, store, loop, pid, truth = env
+    emu.faults = [500] * 20
+    eid, _ = store.record_event(project_id=pid, platform="tagtog", doc_id=list(truth)[0], member="master",
+                                source="GUI", kind="updated", dedup_key="k2")
+    store.claim_event(eid)
+    with pytest.raises(PlatformUnavailable):
+        loop.process_event(eid)
+    emu.faults = []
