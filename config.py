@@ -63,7 +63,8 @@ class Settings:
     model_cell: str = "simple_rnn"  # the seed's SimpleRNN; gru or lstm learn more from long texts (news)
     model_epochs: int = 10
     model_seed: int = 42
-    warm_epochs: int = 2  # a warm retrain: the last model trains this many epochs more on all labels
+    warm_epochs: int = 1  # a warm retrain: the last model trains this many epochs more on all labels
+    warm_lr_factor: float = 0.1  # ... at this fraction of the learning rate (at 1.0 it overfits)
     full_refit_growth: float = 1.25  # full refit (new vocabulary) once labels grew by this factor
     retrain_every: int = 1  # retrain after this many new labels
     min_labels: int = 10  # no model before this many ground-truth labels (and two classes)

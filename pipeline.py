@@ -285,7 +285,7 @@ class Loop:
                 and len(data) < cfg.full_refit_growth * max(labels_at_full, 1)):
             clf, mode = cached[1], "warm"
             self._models.pop(project_id, None)  # mutated below; re-cached only on success
-            clf.refit(x_tr, y_tr, epochs=cfg.warm_epochs)
+            clf.refit(x_tr, y_tr, epochs=cfg.warm_epochs, lr_factor=cfg.warm_lr_factor)
         else:
             clf = make_classifier(cfg.model_family, epochs=cfg.model_epochs, cell=cfg.model_cell,
                                   random_state=cfg.model_seed)

@@ -113,3 +113,17 @@ def test_least_confident_first():
     assert list(select_least_confident(p, 3)) == [2, 1, 3]
     assert np.allclose(least_confidence(p), [0.1, 0.45, 0.5, 0.2])
     assert len(select_least_confident(p, 0)) == 0
+
+
+def test_warm_refits_do_not_degrade(sms_model, sms, tmp_path):
+    """Repeated warm retrains (the loop's fast path) keep the held-out score of the full fit."""
+    clf, x_te, y_te = sms_model
+    copy = load_classifier(save_version(clf, tmp_path, "v1", {"family": "rnn"}))
+    texts, labels = sms
+    tr, _ = stratified_split(labels, 0.2, 42)
+    x_tr, y_tr = [texts[i] for i in tr], [labels[i] for i in tr]
+    f1 = lambda c: evaluate(y_te, c.predict(x_te), c.classes_, "spam")["f1"]  # noqa: E731
+    before = f1(copy)
+    for _ in range(5):
+        copy.refit(x_tr, y_tr)
+    assert f1(copy) >= before - 0.02, (before, f1(copy))
