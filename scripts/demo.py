@@ -28,22 +28,6 @@ logger = logging.getLogger("demo")
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sms_spam" / "sms_spam.csv"
 
 
-def settle(stack: Stack, timeout: float = 300) -> dict:
-    """Wait until prelabel has nothing queued, nothing training and nothing changing."""
-    last, since, start = None, time.monotonic(), time.monotonic()
-    while time.monotonic() - start < timeout:
-        p = stack.api("/api/projects/1")
-        busy = p["events"].get("queued", 0) + p["events"].get("processing", 0) or p["retrain_requested"] or p[
-            "training"]
-        key = (str(p["events"]), p["uploads"], p["champion"] and p["champion"]["version"])
-        if busy or key != last:
-            last, since = key, time.monotonic()
-        elif time.monotonic() - since > 3:
-            return p
-        time.sleep(0.3)
-    return stack.api("/api/projects/1")
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m scripts.demo", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
@@ -95,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             done.add(docid)
             time.sleep(args.pace)
         logger.info("annotator done after %.0fs; waiting for prelabel to finish...", time.monotonic() - t0)
-        p = settle(stack)
+        p = stack.settle()
         models = stack.api("/api/projects/1/models")["models"]
         log = stack.emulator_log()
 

@@ -140,6 +140,22 @@ class Stack:
                 return out
             page = r["pages"]["next"]
 
+    def settle(self, quiet_s: float = 3.0, timeout: float = 300.0) -> dict[str, Any]:
+        """Wait until prelabel has nothing queued, nothing training and nothing changing for ``quiet_s``;
+        returns the project summary. Raises TimeoutError after ``timeout``."""
+        last, since, start = None, time.monotonic(), time.monotonic()
+        while time.monotonic() - start < timeout:
+            p = self.api("/api/projects/1")
+            busy = (p["events"].get("queued", 0) + p["events"].get("processing", 0) or p["retrain_requested"]
+                    or p["training"])
+            key = (str(p["events"]), p["uploads"], p["champion"] and p["champion"]["version"])
+            if busy or key != last:
+                last, since = key, time.monotonic()
+            elif time.monotonic() - since > quiet_s:
+                return p
+            time.sleep(0.3)
+        raise TimeoutError(f"prelabel did not settle in {timeout}s\n{self.log_tail('worker')}")
+
     def log_tail(self, name: str, n: int = 40) -> str:
         path = self.workdir / f"{name}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:]) if path.exists() else ""

@@ -1,7 +1,6 @@
 """End to end, as separate processes over HTTP: tagtog emulator <-> prelabel web (gunicorn) + worker (Huey)."""
 from __future__ import annotations
 
-import json
 import time
 
 import pandas as pd
@@ -28,22 +27,6 @@ def wait_for(pred, timeout: float, what: str, stack: Stack):
                          f"\n--- web log ---\n{stack.log_tail('web')}")
 
 
-def quiet(stack: Stack) -> dict:
-    """Wait until no event is pending and nothing changed for 4 s; returns the project summary."""
-    last, since = None, time.monotonic()
-    while True:
-        p = stack.api("/api/projects/1")
-        key = json.dumps([p["events"], p["uploads"], p["champion"] and p["champion"]["version"]])
-        pending = p["events"].get("queued", 0) + p["events"].get("processing", 0) or p["retrain_requested"] or p["training"]
-        if key != last or pending:
-            last, since = key, time.monotonic()
-        elif time.monotonic() - since > 4:
-            return p
-        if time.monotonic() - since > 240:
-            raise AssertionError(f"stack never settled: {p}\n{stack.log_tail('worker')}")
-        time.sleep(0.5)
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     df = pd.read_csv(SMS_CSV, keep_default_na=False)
@@ -67,7 +50,7 @@ def test_confirms_train_a_model_and_prelabels_appear(stack):
     for docid, fn in spam_first:
         s.annotate(docid, {"isSpam": truth[fn]})
     wait_for(lambda: s.api("/api/projects/1")["labels"] >= N_CONFIRMS, 120, "confirms stored", s)
-    p = quiet(s)
+    p = s.settle(quiet_s=4)
     assert p["events"].get("failed", 0) == 0 and p["events"]["done"] >= N_CONFIRMS
     assert p["champion"] is not None and p["champion"]["n_holdout"] > 0
     models = s.api("/api/projects/1/models")["models"]
@@ -93,7 +76,7 @@ def test_confirms_train_a_model_and_prelabels_appear(stack):
 
 def test_second_delivery_changes_nothing(stack):
     s, truth = stack
-    before = quiet(s)
+    before = s.settle(quiet_s=4)
     n_log = len(s.emulator_log())
     docid = [e for e in s.emulator_log() if e["kind"] == "annotations" and e.get("gui")][0]["docid"]
     body = {"owner": "alice", "project": "spam", "tagtogID": docid, "docid": docid, "member": "master"}
@@ -103,7 +86,7 @@ def test_second_delivery_changes_nothing(stack):
     eid = r.json()["event_id"]
     wait_for(lambda: s.api(f"/api/events/{eid}")["state"] == "done", 60, "re-delivery processed", s)
     assert s.api(f"/api/events/{eid}")["outcome"] == "unchanged"
-    after = quiet(s)
+    after = s.settle(quiet_s=4)
     assert after["labels"] == before["labels"] and after["uploads"] == before["uploads"]
     assert after["champion"]["version"] == before["champion"]["version"]
     assert not [e for e in s.emulator_log(n_log) if e["kind"] == "annotations"]

@@ -1,0 +1,80 @@
+"""Command-line scripts, settings parsing and the sweep's recovery query."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+
+from config import ProjectSpec, Settings
+from storage import Event, Store, utcnow
+
+from .conftest import ROOT, SMS_CSV
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("mod", ["scripts.train", "scripts.evaluate", "scripts.demo", "scripts.csv_to_tagtog",
+                                 "emulator.tagtog", "bench.quality", "bench.freshness", "bench.webhooks"])
+def test_help(mod):
+    r = run(mod, "--help")
+    assert r.returncode == 0 and "usage:" in r.stdout
+
+
+def test_train_then_evaluate(tmp_path):
+    df = pd.read_csv(SMS_CSV, keep_default_na=False)
+    df = pd.concat([df[df.label == "spam"].head(300), df[df.label == "ham"].head(900)])
+    df.iloc[::2].to_csv(tmp_path / "train.csv", index=False)
+    df.iloc[1::2].to_csv(tmp_path / "test.csv", index=False)
+    r = run("scripts.train", str(tmp_path / "train.csv"), "--out", str(tmp_path / "m"), "--epochs", "5")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["n_train"] == 480 and out["f1"] >= 0.7
+    assert (tmp_path / "m" / "model.h5").exists() and (tmp_path / "m" / "vocab.json").exists()
+    r = run("scripts.evaluate", str(tmp_path / "m"), str(tmp_path / "test.csv"))
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)
+    assert m["positive"] == "spam" and m["f1"] >= 0.7 and m["confusion_matrix"]["labels"] == ["ham", "spam"]
+
+
+def test_cli_errors_are_clear(tmp_path):
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    r = run("scripts.train", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "m"))
+    assert r.returncode != 0 and "no column" in r.stderr and "Traceback" not in r.stderr
+    r = run("scripts.evaluate", str(tmp_path), str(tmp_path / "bad.csv"))
+    assert r.returncode == 2 and "not a model version folder" in r.stderr
+
+
+def test_settings_from_env():
+    s = Settings.from_env({"TAGTOG_PROJECTS": "alice/spam:isSpam, bob/news", "RETRAIN_EVERY": "3",
+                           "IGNORE_API_SOURCE": "false", "HOLDOUT_FRACTION": "0.3"})
+    assert s.tagtog_projects == (ProjectSpec("tagtog", "alice", "spam", "isSpam"), ProjectSpec("tagtog", "bob", "news"))
+    assert s.retrain_every == 3 and s.ignore_api_source is False and s.holdout_fraction == 0.3
+    assert s.db_url.startswith("sqlite:///") and s.db_url.endswith("instance/prelabel.db")
+    for bad, needle in [({"RETRAIN_EVERY": "x"}, "RETRAIN_EVERY"), ({"TAGTOG_PROJECTS": "nope"}, "owner/name"),
+                        ({"IGNORE_API_SOURCE": "maybe"}, "IGNORE_API_SOURCE"),
+                        ({"GROUND_TRUTH_POLICY": "all"}, "GROUND_TRUTH_POLICY")]:
+        with pytest.raises(ValueError, match=needle):
+            Settings.from_env(bad)
+
+
+def test_sweep_finds_lost_and_stuck_events(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/x.db")
+    store.create_all()
+    pid = store.ensure_project("tagtog", "a", "b")
+    ids = [store.record_event(project_id=pid, platform="tagtog", doc_id=f"d{i}", member="master", source="GUI",
+                              kind="updated", dedup_key=f"k{i}")[0] for i in range(3)]
+    store.claim_event(ids[2])
+    assert store.stale_events(600, 1800) == []  # everything is fresh
+    with store.session() as s:
+        s.get(Event, ids[0]).enqueued_at = utcnow() - timedelta(hours=1)  # its enqueue was lost
+        s.get(Event, ids[2]).started_at = utcnow() - timedelta(hours=1)  # its worker died
+        s.get(Event, ids[2]).enqueued_at = utcnow() - timedelta(hours=1)
+    assert store.stale_events(600, 1800) == [ids[0], ids[2]]
+    assert store.get_event(ids[2])["state"] == "queued"
+    assert store.stale_events(600, 1800) == []  # re-enqueued ones are not handed out again at once
