@@ -75,6 +75,7 @@ class Settings:
     corpus_path: str = ""  # optional csv (column corpus_text_column) or txt (one text per line)
     corpus_text_column: str = "text"
     sync_interval_s: int = 300
+    worker_warm_up: bool = True  # import Keras when the worker starts, not on the first retrain
     log_level: str = "INFO"
     extra: Mapping[str, Any] = field(default_factory=dict)
 

@@ -9,7 +9,6 @@ module only to enqueue; the training code (and TensorFlow) is imported inside th
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,13 +27,14 @@ SETTINGS = Settings.from_env()
 
 def make_huey(settings: Settings) -> Huey:
     if settings.queue_url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisHuey("prelabel", url=settings.queue_url)
+        return RedisHuey("prelabel", url=settings.queue_url, results=False)
     if settings.queue_url and not settings.queue_url.startswith("sqlite"):
         raise ValueError(f"QUEUE_URL must be redis://... or empty (SQLite), got {settings.queue_url.split(':')[0]}:")
     path = settings.queue_url.removeprefix("sqlite:///") if settings.queue_url else str(
         Path(settings.instance_path) / "queue.db")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return SqliteHuey("prelabel", filename=path)
+    # results=False: outcomes live in the events table; stored task results would only grow the queue file
+    return SqliteHuey("prelabel", filename=path, results=False)
 
 
 huey = make_huey(SETTINGS)
@@ -63,7 +63,7 @@ def warm_up() -> None:
     """Import Keras once per worker, so the first retrain after a confirm does not pay ~3 s for it."""
     logging.basicConfig(level=SETTINGS.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     get_loop()
-    if os.environ.get("PRELABEL_WARM_UP", "1") != "0":
+    if SETTINGS.worker_warm_up:
         from model.rnn import _keras  # noqa: PLC0415
 
         _keras()

@@ -24,7 +24,7 @@ from annotation_client import AnndocUpload, LabelDef, NotFound, PlatformError, P
 from config import Settings
 from formats.corpus import parse_corpus
 from formats.tagtog import FormatError, GroundTruthPolicy, has_human_label, is_ground_truth, with_prelabel
-from storage import (Document, Label, ModelVersion, Project, Store, Upload, current_labels, dumps_value,
+from storage import (Document, Event, Label, ModelVersion, Project, Store, Upload, current_labels, dumps_value,
                      latest_label, text_hash, utcnow)
 
 logger = logging.getLogger(__name__)
@@ -135,8 +135,6 @@ class Loop:
         Raises PlatformUnavailable (the caller retries later) and EventRejected (the event fails).
         """
         with self.store.session() as s:
-            from storage import Event  # noqa: PLC0415
-
             ev = s.get(Event, event_id)
             project = s.get(Project, ev.project_id)
             docid, member = ev.doc_id, ev.member
