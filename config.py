@@ -66,6 +66,7 @@ class Settings:
     warm_epochs: int = 1  # a warm retrain: the last model trains this many epochs more on all labels
     warm_lr_factor: float = 0.1  # ... at this fraction of the learning rate (at 1.0 it overfits)
     full_refit_growth: float = 1.25  # full refit (new vocabulary) once labels grew by this factor
+    warm_min_labels: int = 1000  # below this a full fit is cheap (~3 s) and learns more: no warm retrains
     retrain_every: int = 1  # retrain after this many new labels
     min_labels: int = 10  # no model before this many ground-truth labels (and two classes)
     holdout_fraction: float = 0.2

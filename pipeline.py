@@ -279,7 +279,7 @@ class Loop:
         t0 = time.perf_counter()
         cached = self._models.get(project_id)
         clf, mode = None, "full"
-        if (cached is not None and list(cached[1].classes_) == sorted(set(y_tr))
+        if (cached is not None and list(cached[1].classes_) == sorted(set(y_tr)) and len(data) >= cfg.warm_min_labels
                 and len(data) < cfg.full_refit_growth * max(labels_at_full, 1)):
             clf, mode = cached[1], "warm"
             self._models.pop(project_id, None)  # mutated below; re-cached only on success
@@ -363,7 +363,7 @@ class Loop:
         chosen = select_least_confident(proba, cfg.prelabel_k)
         who = f"ml:prelabel-v{version}"
         client = self.client(platform)
-        uploads: list[tuple[int, AnndocUpload, str, float]] = []
+        n = 0
         for i in chosen:
             k = int(np.argmax(proba[i]))
             value, prob = class_value(clf.classes_[k], label_type), float(proba[i][k])
@@ -376,25 +376,30 @@ class Loop:
                     docid = s.get(Document, doc_id).platform_id
             else:
                 doc_id, docid = self._create_corpus_document(project_id, texts[i])
+            # tagtog has no conditional update: check each document right before its own upload, and skip one
+            # whose save is waiting in our queue (a person just touched it), to keep the race window tiny.
+            if self._save_pending(project_id, docid):
+                continue
             try:
                 current = client.get_annjson(owner, name, docid, cfg.tagtog_member)
                 if has_human_label(current):  # a person got there first: never overwrite
                     continue
                 html = client.get_plain_html(owner, name, docid)
+                client.upload_anndoc(owner, name, [AnndocUpload(
+                    docid, html, with_prelabel(current, label_id, value, prob, who))], member=cfg.tagtog_member)
             except NotFound:
                 continue
-            uploads.append((doc_id, AnndocUpload(docid, html, with_prelabel(current, label_id, value, prob, who)),
-                            dumps_value(value), prob))
-        if not uploads:
-            return 0
-        client.upload_anndoc(owner, name, [u for _, u, _, _ in uploads], member=cfg.tagtog_member)
+            with self.store.session() as s:  # remembered at once: a retried job skips what is done
+                s.add(Upload(project_id=project_id, document_id=doc_id, model_version_id=version_id,
+                             value=dumps_value(value), prob=prob))
+            n += 1
+        logger.info("%s/%s: uploaded %d pre-labels from v%d", owner, name, n, version)
+        return n
+
+    def _save_pending(self, project_id: int, docid: str) -> bool:
         with self.store.session() as s:
-            for doc_id, _, value_json, prob in uploads:
-                if not s.scalar(select(Upload.id).filter_by(document_id=doc_id, model_version_id=version_id)):
-                    s.add(Upload(project_id=project_id, document_id=doc_id, model_version_id=version_id,
-                                 value=value_json, prob=prob))
-        logger.info("%s/%s: uploaded %d pre-labels from v%d", owner, name, len(uploads), version)
-        return len(uploads)
+            return s.scalar(select(Event.id).where(Event.project_id == project_id, Event.doc_id == docid,
+                                                   Event.state.in_(("queued", "processing"))).limit(1)) is not None
 
     def _create_corpus_document(self, project_id: int, text: str) -> tuple[int, str]:
         """Upload a corpus sample as a new platform document, exactly once even if the job is retried: the

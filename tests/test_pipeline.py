@@ -40,7 +40,7 @@ def env(tmp_path, sms_rows):
     server = EmulatorServer(emu).start()
     settings = Settings(instance_path=str(tmp_path), tagtog_base_url=server.url, tagtog_username="alice",
                         tagtog_password="pw", tagtog_projects=(ProjectSpec("tagtog", "alice", "spam"),),
-                        min_labels=20, model_epochs=6, prelabel_k=5, tagtog_retries=1, holdout_fraction=0.25)
+                        min_labels=20, model_epochs=6, warm_min_labels=100, prelabel_k=5, tagtog_retries=1, holdout_fraction=0.25)
     store = Store(settings.db_url)
     store.create_all()
     pid = store.ensure_project("tagtog", "alice", "spam")
@@ -210,3 +210,18 @@ def test_platform_unavailable_propagates(env):
     with pytest.raises(PlatformUnavailable):
         loop.process_event(eid)
     emu.faults = []
+
+
+def test_prelabel_skips_a_document_whose_save_is_pending(env):
+    emu, server, store, loop, pid, truth = env
+    docids = list(truth)
+    for d in docids[:40]:
+        annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
+        deliver(store, loop, pid, d)
+    loop.sync_project(pid, force=True)
+    result = loop.train(pid)
+    # every unlabelled document has a webhook waiting in the queue: a person is on them
+    for d in docids[40:]:
+        store.record_event(project_id=pid, platform="tagtog", doc_id=d, member="master", source="GUI",
+                           kind="updated", dedup_key=f"pending-{d}")
+    assert loop.prelabel(pid, result.version_id) == 0
