@@ -63,6 +63,16 @@ def deliver(store, loop, pid, docid):
     return loop.process_event(eid)
 
 
+def confirm_and_train(env, docids):
+    """Confirm ``docids`` with their true labels, import the pool, and train a first version."""
+    emu, server, store, loop, pid, truth = env
+    for d in docids:
+        annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
+        deliver(store, loop, pid, d)
+    loop.sync_project(pid, force=True)
+    return loop.train(pid)
+
+
 def test_loop_learns_prelabels_and_is_idempotent(env):
     emu, server, store, loop, pid, truth = env
     docids = list(truth)
@@ -108,11 +118,7 @@ def test_loop_learns_prelabels_and_is_idempotent(env):
 def test_prelabel_never_overwrites_a_human_label(env):
     emu, server, store, loop, pid, truth = env
     docids = list(truth)
-    for d in docids[:40]:
-        annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
-        deliver(store, loop, pid, d)
-    loop.sync_project(pid, force=True)
-    result = loop.train(pid)
+    result = confirm_and_train(env, docids[:40])
     # people label every remaining document on the platform without prelabel hearing of it (no webhook)
     for d in docids[40:]:
         annotate(server, d, {"labels": {"isSpam": truth[d]}})
@@ -215,13 +221,26 @@ def test_platform_unavailable_propagates(env):
 def test_prelabel_skips_a_document_whose_save_is_pending(env):
     emu, server, store, loop, pid, truth = env
     docids = list(truth)
-    for d in docids[:40]:
-        annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
-        deliver(store, loop, pid, d)
-    loop.sync_project(pid, force=True)
-    result = loop.train(pid)
+    result = confirm_and_train(env, docids[:40])
     # every unlabelled document has a webhook waiting in the queue: a person is on them
     for d in docids[40:]:
         store.record_event(project_id=pid, platform="tagtog", doc_id=d, member="master", source="GUI",
                            kind="updated", dedup_key=f"pending-{d}")
     assert loop.prelabel(pid, result.version_id) == 0
+
+
+def test_retrain_every_n_labels_and_coalescing(env):
+    emu, server, store, loop, pid, truth = env
+    loop.settings = loop.settings.with_(retrain_every=3)
+    d1, d2, d3, d4 = list(truth)[:4]
+    for d in (d1, d2):
+        annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
+        deliver(store, loop, pid, d)
+        assert not loop.maybe_request_retrain(pid)  # fewer than 3 new labels
+    annotate(server, d3, {"labels": {"isSpam": truth[d3]}, "confirm": True})
+    deliver(store, loop, pid, d3)
+    assert loop.maybe_request_retrain(pid)  # the third label asks for a retrain: enqueue one
+    annotate(server, d4, {"labels": {"isSpam": truth[d4]}, "confirm": True})
+    deliver(store, loop, pid, d4)
+    assert not loop.maybe_request_retrain(pid)  # already requested: coalesced into that run, not enqueued again
+    assert store.take_retrain_request(pid) and not store.take_retrain_request(pid)
