@@ -15,12 +15,12 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 from sqlalchemy import func, select
 
-from annotation_client import AnndocUpload, LabelDef, NotFound, PlatformError, PlatformUnavailable, TagtogClient
+from annotation_client import AnndocUpload, LabelDef, NotFound, TagtogClient
 from config import Settings
 from formats.corpus import parse_corpus
 from formats.tagtog import FormatError, GroundTruthPolicy, has_human_label, is_ground_truth, with_prelabel

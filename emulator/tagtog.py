@@ -16,12 +16,10 @@ Run it: ``python -m emulator.tagtog --port 8090 --user alice:secret --load ../sh
 from __future__ import annotations
 
 import argparse
-import base64
 import fnmatch
 import hmac
 import json
 import logging
-import queue
 import random
 import re
 import string

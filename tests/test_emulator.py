@@ -1,7 +1,6 @@
 """The tagtog emulator itself: the parts of shared/docs/tagtog-api.md §8 the client tests do not reach."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 

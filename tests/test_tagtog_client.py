@@ -9,7 +9,7 @@ import requests
 from annotation_client import (AnndocUpload, AuthError, NotFound, PlatformError, PlatformUnavailable, TagtogClient,
                                make_client)
 from emulator.tagtog import EmulatorServer, TagtogEmulator
-from formats.tagtog import parse_annjson, with_prelabel
+from formats.tagtog import with_prelabel
 
 from .conftest import BBC_DIR
 
