@@ -183,7 +183,21 @@ class Store:
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
 
     def create_all(self) -> None:
-        Base.metadata.create_all(self.engine)
+        """Create missing tables. Safe when several processes start at once on a new database (gunicorn
+        workers, the worker): a creator that loses the race retries and then finds the tables there."""
+        import time  # noqa: PLC0415
+
+        from sqlalchemy.exc import DBAPIError  # noqa: PLC0415
+
+        for attempt in range(5):
+            try:
+                Base.metadata.create_all(self.engine)
+                return
+            except DBAPIError:
+                if attempt == 4:
+                    raise
+                logger.info("schema creation raced with another process; retrying")
+                time.sleep(0.2 * (attempt + 1))
 
     @contextmanager
     def session(self) -> Iterator[Session]:

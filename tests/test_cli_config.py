@@ -78,3 +78,17 @@ def test_sweep_finds_lost_and_stuck_events(tmp_path):
     assert store.stale_events(600, 1800) == [ids[0], ids[2]]
     assert store.get_event(ids[2])["state"] == "queued"
     assert store.stale_events(600, 1800) == []  # re-enqueued ones are not handed out again at once
+
+
+def test_schema_creation_survives_concurrent_starts(tmp_path):
+    """Several processes (gunicorn workers, the worker) creating the schema of a new database at once."""
+    import time
+
+    # each process imports first, then all create the schema at the same instant
+    code = ("import sys, time; from storage import Store; s = Store(sys.argv[1]); "
+            "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); s.create_all(); print('ok')")
+    url, start = f"sqlite:///{tmp_path}/new.db", str(time.time() + 4)
+    procs = [subprocess.Popen([sys.executable, "-c", code, url, start], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outs]
