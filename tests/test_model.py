@@ -100,11 +100,26 @@ def test_fit_rejects_bad_input():
         make_classifier("nope")
 
 
-def test_evaluate_metrics():
-    m = evaluate(["a", "a", "b", "b"], ["a", "b", "b", "b"], ["a", "b"], positive="b")
-    assert m["accuracy"] == 0.75 and m["per_class"]["b"] == {"precision": 2 / 3, "recall": 1.0, "f1": 0.8,
-                                                             "support": 2}
-    assert m["f1"] == 0.8 and m["confusion_matrix"] == {"labels": ["a", "b"], "matrix": [[1, 1], [0, 2]]}
+def test_evaluate_metrics_by_hand():
+    # true a a b b c ; predicted a b b b a   (c never predicted)
+    m = evaluate(["a", "a", "b", "b", "c"], ["a", "b", "b", "b", "a"], ["a", "b", "c"], ids=list("vwxyz"),
+                 proba=np.array([[.9, .1, 0], [.4, .6, 0], [.2, .8, 0], [.1, .9, 0], [.5, .3, .2]]))
+    assert m["dataset"] == "validation" and m["n"] == 5 and m["accuracy"] == 0.6
+    assert m["per_class"]["a"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    assert m["per_class"]["b"] == {"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2}
+    assert m["per_class"]["c"] == {"precision": None, "recall": 0.0, "f1": 0.0, "support": 1}  # never predicted
+    assert m["f1_macro"] == pytest.approx((0.5 + 0.8 + 0) / 3) and m["f1"] == m["f1_macro"]
+    assert m["f1_micro"] == pytest.approx(0.6)
+    assert m["f1_weighted"] == pytest.approx((0.5 * 2 + 0.8 * 2 + 0) / 5)
+    # MCC by hand: c_k (true counts) = 2,2,1; p_k (predicted) = 2,3,0; s = 5, c (correct) = 3
+    mcc = (3 * 5 - (2 * 2 + 2 * 3 + 1 * 0)) / np.sqrt((25 - (4 + 9 + 0)) * (25 - (4 + 4 + 1)))
+    assert m["mcc"] == pytest.approx(mcc)
+    assert m["confusion_matrix"]["matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
+    assert m["false_predictions"] == [{"id": "w", "true": "a", "predicted": "b", "probability": 0.6},
+                                      {"id": "z", "true": "c", "predicted": "a", "probability": 0.5}]
+    b = evaluate(["a", "a", "b", "b"], ["a", "b", "b", "b"], ["a", "b"], positive="b", dataset="test")
+    assert b["f1"] == 0.8 and b["positive"] == "b" and b["dataset"] == "test"
+    assert evaluate([], [], ["a", "b"])["n"] == 0
     assert positive_class(["false", "true"]) == "true" and positive_class(["a", "b", "c"]) is None
 
 
