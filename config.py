@@ -6,9 +6,15 @@ with python-dotenv first); tests build ``Settings(...)`` directly.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
+
+from model.names import STRATEGIES
+
+
+PRIMARY_METRICS = ("f1_macro", "f1_micro", "f1_weighted", "accuracy", "mcc", "f1")
 
 
 def _bool(v: str) -> bool:
@@ -69,9 +75,16 @@ class Settings:
     warm_min_labels: int = 1000  # below this a full fit is cheap (~3 s) and learns more: no warm retrains
     retrain_every: int = 1  # retrain after this many new labels
     min_labels: int = 10  # no model before this many ground-truth labels (and two classes)
-    holdout_fraction: float = 0.2
+    holdout_fraction: float = 0.2  # validation share, fixed by a hash of the document id
+    test_folder: str = ""  # e.g. pool/test: confirmed documents there form the test set, never used for selection
+    primary_metric: str = "f1_macro"  # validation metric that decides promotion: f1_macro|f1_micro|f1_weighted|accuracy|mcc|f1
+    promotion_margin: float = 0.01  # a candidate is promoted unless worse than the champion by more than this
     # pre-labelling
     prelabel_k: int = 10
+    al_strategy: str = "least_confidence"  # random|deterministic|least_confidence|entropy|margin|maxprob
+    al_regex: str = ""  # only documents whose text matches (re.search)
+    al_label: str = ""  # the label maxprob looks for
+    cold_start_min: int = 3  # until every class has this many training labels, documents are picked at random
     prelabel_folder: str = "pool"  # where corpus samples are uploaded as new documents
     corpus_path: str = ""  # optional csv (column corpus_text_column) or txt (one text per line)
     corpus_text_column: str = "text"
@@ -117,4 +130,12 @@ class Settings:
         s = cls(**values)
         if s.ground_truth_policy not in ("anncomplete", "anncomplete_or_user"):
             raise ValueError("setting GROUND_TRUTH_POLICY must be anncomplete or anncomplete_or_user")
+        if s.primary_metric not in PRIMARY_METRICS:
+            raise ValueError(f"setting PRIMARY_METRIC must be one of {', '.join(PRIMARY_METRICS)}")
+        if s.al_strategy not in STRATEGIES:
+            raise ValueError(f"setting AL_STRATEGY must be one of {', '.join(STRATEGIES)}")
+        try:
+            re.compile(s.al_regex)
+        except re.error as exc:
+            raise ValueError(f"setting AL_REGEX does not compile: {exc}") from None
         return s

@@ -117,8 +117,10 @@ def retrain(project_id: int) -> str:
                     try:
                         loop.sync_project(project_id)
                         result = loop.train(project_id)
-                        if result is not None:
-                            loop.prelabel(project_id, result.version_id)
+                        if result is not None and result.champion_id is not None:
+                            if result.status == "champion":
+                                loop.score_pool(project_id, result.champion_id)
+                            loop.prelabel(project_id, result.champion_id)  # pre-labels come from the champion
                     except Exception:
                         loop.store.request_retrain(project_id)  # keep the request; Huey retries this task
                         raise

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 from sqlalchemy import func, select
 
-from annotation_client import AnndocUpload, LabelDef, NotFound, TagtogClient
+from annotation_client import AnndocUpload, LabelDef, NotFound, PlatformError, PlatformUnavailable, TagtogClient
 from config import Settings
 from formats.corpus import parse_corpus
 from formats.tagtog import FormatError, GroundTruthPolicy, has_human_label, is_ground_truth, with_prelabel
@@ -41,6 +41,8 @@ class TrainResult:
     version: int
     metrics: dict[str, Any]
     mode: str
+    status: str  # champion | rejected
+    champion_id: int | None  # the version in service after this run
 
 
 def class_name(value: Any) -> str:
@@ -200,8 +202,8 @@ class Loop:
             p = s.get(Project, project_id)
             n_new = s.scalar(select(func.count()).select_from(Label).where(
                 Label.project_id == project_id, Label.id > p.trained_through_label))
-        if n_new < self.settings.retrain_every:
-            return False
+        if n_new < self.settings.retrain_every and not (n_new and self.new_class_seen(project_id)):
+            return False  # a class seen for the first time forces a retrain, whatever RETRAIN_EVERY says
         return self.store.request_retrain(project_id)
 
     # -- 2. import platform documents (candidates and existing labels) ------------------------------------
@@ -251,80 +253,163 @@ class Loop:
         return n
 
     # -- 3. retrain -----------------------------------------------------------------------------------------
+    def _training_rows(self, project_id: int, allowed: set[str] | None = None
+                       ) -> tuple[list[tuple[str, str, str, bool]], int]:
+        """(document key, text, class, is_test) of every current ground-truth label whose class is ``allowed``
+        (None = all), and the last label id."""
+        with self.store.session() as s:
+            rows = current_labels(s, project_id)
+            max_label = s.scalar(select(func.max(Label.id)).where(Label.project_id == project_id)) or 0
+            out = [(d.platform_id or d.text_hash, d.text, class_name(json.loads(v)), bool(d.is_test))
+                   for d, v, _ in rows]
+        return [r for r in out if allowed is None or r[2] in allowed], max_label
+
+    def allowed_classes(self, project_id: int) -> set[str] | None:
+        """The enum options the platform still defines (a removed option stops being trained on); None when
+        the platform does not say (boolean labels, or only a legend)."""
+        with self.store.session() as s:
+            p = s.get(Project, project_id)
+            label_id = p.label_id
+        try:
+            defs = self.label_defs(p, refresh=True)
+        except (PlatformError, PlatformUnavailable) as exc:
+            logger.warning("label definitions unavailable (%s); training on every label", exc)
+            return None
+        d = next((d for d in defs if d.id == label_id), None)
+        return set(d.options) if d is not None and d.type == "enum" and d.options else None
+
+    def new_class_seen(self, project_id: int) -> bool:
+        """True when a current label has a class the champion does not know (it extends the scheme)."""
+        with self.store.session() as s:
+            p = s.get(Project, project_id)
+            if not p.champion_id:
+                return False
+            known = set((s.get(ModelVersion, p.champion_id).classes or {}).get("names", []))
+        rows, _ = self._training_rows(project_id)
+        return any(y not in known for _, _, y, is_test in rows if not is_test)
+
     def train(self, project_id: int) -> TrainResult | None:
-        """Train a new version on every current ground-truth label; None if there are too few."""
+        """Train a candidate on every current ground-truth label, score it on the validation split (and the test
+        set), and promote it only if it is not worse than the champion. None if there are too few labels."""
         from model.evaluate import evaluate, positive_class  # noqa: PLC0415
         from model.factory import make_classifier  # noqa: PLC0415
 
         cfg = self.settings
+        allowed = self.allowed_classes(project_id)
+        data, max_label = self._training_rows(project_id, allowed)
         with self.store.session() as s:
             p = s.get(Project, project_id)
-            rows = current_labels(s, project_id)
-            max_label = s.scalar(select(func.max(Label.id)).where(Label.project_id == project_id)) or 0
-            data = [(d.platform_id or d.text_hash, d.text, class_name(json.loads(v))) for d, v, _ in rows]
-            label_type, slug, labels_at_full = p.label_type, p.slug, p.labels_at_full_fit
+            label_type, slug, labels_at_full, champion_id = p.label_type, p.slug, p.labels_at_full_fit, p.champion_id
             next_version = (s.scalar(select(func.max(ModelVersion.version))
                                      .where(ModelVersion.project_id == project_id)) or 0) + 1
-        classes = sorted({y for _, _, y in data})
-        if len(data) < cfg.min_labels or len(classes) < 2:
-            logger.info("project %s: %d labels in %d classes; waiting for %d labels in 2+ classes", slug, len(data),
+        test = [(k, t, y) for k, t, y, is_test in data if is_test]
+        pool = [(k, t, y) for k, t, y, is_test in data if not is_test]
+        classes = sorted({y for _, _, y in pool})
+        if len(pool) < cfg.min_labels or len(classes) < 2:
+            logger.info("project %s: %d labels in %d classes; waiting for %d labels in 2+ classes", slug, len(pool),
                         len(classes), cfg.min_labels)
             return None
-        hold = [is_holdout(k, cfg.holdout_fraction) for k, _, _ in data]
-        train = [(t, y) for (_, t, y), h in zip(data, hold) if not h]
-        test = [(t, y) for (_, t, y), h in zip(data, hold) if h]
-        if len({y for _, y in train}) < 2:  # tiny data: every class must be seen in training
-            train, test = [(t, y) for _, t, y in data], []
-        x_tr, y_tr = [t for t, _ in train], [y for _, y in train]
+        train = [r for r in pool if not is_holdout(r[0], cfg.holdout_fraction)]
+        val = [r for r in pool if is_holdout(r[0], cfg.holdout_fraction)]
+        if len({y for _, _, y in train}) < 2:  # tiny data: every class must be seen in training
+            train, val = pool, []
+        x_tr, y_tr = [t for _, t, _ in train], [y for _, _, y in train]
+        validation = ([t for _, t, _ in val], [y for _, _, y in val]) if val else None
         t0 = time.perf_counter()
-        cached = self._models.get(project_id)
         clf, mode = None, "full"
-        if (cached is not None and list(cached[1].classes_) == sorted(set(y_tr)) and len(data) >= cfg.warm_min_labels
-                and len(data) < cfg.full_refit_growth * max(labels_at_full, 1)):
-            clf, mode = cached[1], "warm"
-            self._models.pop(project_id, None)  # mutated below; re-cached only on success
-            clf.refit(x_tr, y_tr, epochs=cfg.warm_epochs, lr_factor=cfg.warm_lr_factor)
-        else:
+        if (champion_id and len(pool) >= cfg.warm_min_labels
+                and len(pool) < cfg.full_refit_growth * max(labels_at_full, 1)):
+            clf = self._load_copy(champion_id)  # never train the champion in place: the candidate may lose
+            if list(clf.classes_) == sorted(set(y_tr)):
+                mode = "warm"
+                clf.refit(x_tr, y_tr, epochs=cfg.warm_epochs, lr_factor=cfg.warm_lr_factor, validation=validation)
+        if mode == "full":
             clf = make_classifier(cfg.model_family, epochs=cfg.model_epochs, cell=cfg.model_cell,
                                   random_state=cfg.model_seed)
-            clf.fit(x_tr, y_tr)
+            clf.fit(x_tr, y_tr, validation=validation)
         seconds = time.perf_counter() - t0
-        metrics = evaluate([y for _, y in test], clf.predict([t for t, _ in test]) if test else [], clf.classes_,
-                           positive_class(clf.classes_)) if test else {"n": 0, "note": "no held-out documents yet"}
-        metrics["history"] = getattr(clf, "history_", {})
-        meta = {"family": clf.family, "version": next_version, "mode": mode, "classes": list(clf.classes_),
-                "label_values": [class_value(c, label_type) for c in clf.classes_], "label_type": label_type,
-                "params": clf.get_params(), "metrics": metrics, "n_train": len(train), "n_holdout": len(test),
-                "n_labels": len(data), "trained_through_label": max_label, "train_seconds": seconds,
-                "trained_at": utcnow().isoformat() + "Z"}
+        positive = positive_class(clf.classes_)
+
+        def score(rows: list[tuple[str, str, str]], model: Any, dataset: str) -> dict[str, Any]:
+            texts = [t for _, t, _ in rows]
+            proba = model.predict_proba(texts) if rows else None
+            pred = model.classes_[np.argmax(proba, axis=1)] if rows else []
+            return evaluate([y for _, _, y in rows], pred, model.classes_, positive, proba=proba,
+                            ids=[k for k, _, _ in rows], dataset=dataset)
+
+        metrics = score(val, clf, "validation")
+        test_metrics = score(test, clf, "test") if test else {}
+        now_classes = sorted({y for _, _, y, is_test in self._training_rows(project_id, allowed)[0] if not is_test})
+        if now_classes != list(clf.classes_):
+            status = "rejected"
+            reason = f"the label scheme changed while training ({list(clf.classes_)} -> {now_classes}); retraining"
+            self.store.request_retrain(project_id)
+        else:
+            status, reason = self._gate(project_id, champion_id, clf, val, metrics, score)
+        history = getattr(clf, "history_", {})
+        meta = {"family": clf.family, "version": next_version, "mode": mode, "status": status, "reason": reason,
+                "classes": list(clf.classes_), "label_values": [class_value(c, label_type) for c in clf.classes_],
+                "label_type": label_type, "params": clf.get_params(), "metrics": metrics, "test_metrics": test_metrics,
+                "history": history, "n_train": len(train), "n_validation": len(val), "n_test": len(test),
+                "trained_through_label": max_label, "train_seconds": seconds, "trained_at": utcnow().isoformat() + "Z"}
         folder = save_version(clf, cfg.models_path / slug, f"v{next_version}", meta)
         with self.store.session() as s:
             mv = ModelVersion(project_id=project_id, version=next_version, family=clf.family, mode=mode,
-                              path=str(folder), params=clf.get_params(), metrics=metrics,
-                              classes={"names": list(clf.classes_), "label_type": label_type},
-                              n_train=len(train), n_holdout=len(test), train_seconds=seconds)
+                              path=str(folder), params=clf.get_params(), metrics=metrics, test_metrics=test_metrics,
+                              history=history, classes={"names": list(clf.classes_), "label_type": label_type},
+                              n_train=len(train), n_holdout=len(val), train_seconds=seconds,
+                              status="candidate", reason=reason)
             s.add(mv)
             s.flush()
+            version_id = mv.id
             p = s.get(Project, project_id)
-            p.champion_id = mv.id  # the promotion gate (not worse than the champion) comes with evaluation
             p.trained_through_label = max(p.trained_through_label, max_label)
             if mode == "full":
-                p.labels_at_full_fit = len(data)
-            version_id = mv.id
-        self._models[project_id] = (version_id, clf)
-        logger.info("project %s: v%d (%s) on %d labels in %.1fs, held-out %d: acc %s f1 %s", slug, next_version,
-                    mode, len(train), seconds, len(test), metrics.get("accuracy"), metrics.get("f1"))
-        return TrainResult(version_id, next_version, metrics, mode)
+                p.labels_at_full_fit = len(pool)
+            if status == "rejected":
+                mv.status = "rejected"
+        if status == "champion":
+            self.store.promote(project_id, next_version, reason)
+            self._models[project_id] = (version_id, clf)
+            champion_id = version_id
+        logger.info("project %s: v%d (%s, %s) on %d labels in %.1fs; validation %d: %s %.3f; %s", slug,
+                    next_version, mode, status, len(train), seconds, len(val), cfg.primary_metric,
+                    metrics.get(cfg.primary_metric) or 0.0, reason)
+        return TrainResult(version_id, next_version, metrics, mode, status, champion_id)
 
-    def _classifier(self, project_id: int, version_id: int) -> Any:
-        cached = self._models.get(project_id)
-        if cached is not None and cached[0] == version_id:
-            return cached[1]
+    def _gate(self, project_id: int, champion_id: int | None, clf: Any, val: list[tuple[str, str, str]],
+              metrics: dict[str, Any], score: Callable[..., dict[str, Any]]) -> tuple[str, str]:
+        """Promotion rule: compare the candidate and the champion on the **same** validation documents."""
+        key, margin = self.settings.primary_metric, self.settings.promotion_margin
+        if champion_id is None:
+            return "champion", "first model"
+        if not val:
+            return "champion", "no validation documents yet: promoted without comparison"
+        champion = self._classifier(project_id, champion_id)
+        if list(champion.classes_) != list(clf.classes_):
+            return "champion", f"label scheme changed ({list(champion.classes_)} -> {list(clf.classes_)})"
+        with self.store.session() as s:
+            champ_version = s.get(ModelVersion, champion_id).version
+        champ = score(val, champion, "validation")[key]
+        cand = metrics[key]
+        where = f"on the same {len(val)} validation documents"
+        if cand >= champ - margin:
+            return "champion", f"{key} {cand:.4f} >= champion v{champ_version}'s {champ:.4f} - {margin} {where}"
+        return "rejected", f"{key} {cand:.4f} < champion v{champ_version}'s {champ:.4f} - {margin} {where}"
+
+    def _load_copy(self, version_id: int) -> Any:
         from model.factory import load_classifier  # noqa: PLC0415
 
         with self.store.session() as s:
             path = s.get(ModelVersion, version_id).path
-        clf = load_classifier(Path(path))
+        return load_classifier(Path(path))
+
+    def _classifier(self, project_id: int, version_id: int) -> Any:
+        """The model of a version, kept in memory for the champion."""
+        cached = self._models.get(project_id)
+        if cached is not None and cached[0] == version_id:
+            return cached[1]
+        clf = self._load_copy(version_id)
         self._models[project_id] = (version_id, clf)
         return clf
 
@@ -335,13 +420,53 @@ class Loop:
             return []
         mtime = os.path.getmtime(path)
         if self._corpus is None or self._corpus[0] != mtime:
-            self._corpus = (mtime, parse_corpus(Path(path).read_bytes(), Path(path).name, self.settings.corpus_text_column))
+            self._corpus = (mtime, parse_corpus(Path(path).read_bytes(), Path(path).name,
+                                                self.settings.corpus_text_column))
         return self._corpus[1]
 
-    def prelabel(self, project_id: int, version_id: int) -> int:
-        """Upload the K least-confident unlabelled documents with the model's label and probability."""
-        from model.query import select_least_confident  # noqa: PLC0415
+    def score_pool(self, project_id: int, version_id: int) -> int:
+        """Store the champion's probabilities for every unlabelled platform document (for ``GET .../next``)."""
+        from storage import Prediction  # noqa: PLC0415
 
+        clf = self._classifier(project_id, version_id)
+        with self.store.session() as s:
+            labelled = {d.id for d, _, _ in current_labels(s, project_id)}
+            docs = [(d.id, d.text) for d in s.scalars(select(Document).where(
+                Document.project_id == project_id, Document.platform_id.is_not(None))) if d.id not in labelled]
+        proba = clf.predict_proba([t for _, t in docs]) if docs else np.zeros((0, len(clf.classes_)))
+        classes = list(clf.classes_)
+        with self.store.session() as s:
+            s.query(Prediction).filter_by(project_id=project_id).delete()
+            s.add_all([Prediction(document_id=d, project_id=project_id, model_version_id=version_id,
+                                  proba={"classes": classes, "p": [round(float(x), 6) for x in row]})
+                       for (d, _), row in zip(docs, proba)])
+        return len(docs)
+
+    def choose(self, project_id: int, clf: Any, texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray, str]:
+        """Pick ``n`` of ``texts`` with the configured strategy; random (within the regex) during cold start."""
+        from model.query import query  # noqa: PLC0415
+
+        cfg = self.settings
+        proba = clf.predict_proba(texts)
+        strategy = cfg.al_strategy
+        counts = {c: 0 for c in clf.classes_}
+        for _, _, y, is_test in self._training_rows(project_id)[0]:
+            if not is_test and y in counts:
+                counts[y] += 1
+        if min(counts.values()) < cfg.cold_start_min:
+            strategy = "random"
+        label_index = list(clf.classes_).index(cfg.al_label) if cfg.al_label in clf.classes_ else None
+        if strategy == "maxprob" and label_index is None:
+            strategy = "least_confidence"
+            logger.warning("AL_LABEL %r is not a class %s; using least_confidence", cfg.al_label, list(clf.classes_))
+        idx, scores = query(proba, n, strategy, texts=texts, regex=cfg.al_regex or None, label_index=label_index,
+                            seed=cfg.model_seed + len(texts))
+        tag = "cold_start:random" if strategy == "random" and cfg.al_strategy != "random" else strategy
+        return idx, np.asarray([proba[i] for i in idx]).reshape(len(idx), -1), tag + (
+            f"[{cfg.al_regex}]" if cfg.al_regex else "")
+
+    def prelabel(self, project_id: int, version_id: int) -> int:
+        """Upload K documents chosen by the strategy, with the champion's label and probability."""
         cfg = self.settings
         clf = self._classifier(project_id, version_id)
         with self.store.session() as s:
@@ -351,7 +476,8 @@ class Loop:
             version = mv.version
             labelled = {d.id for d, _, _ in current_labels(s, project_id)}
             docs = [(d.id, d.text) for d in s.scalars(select(Document).where(
-                Document.project_id == project_id, Document.platform_id.is_not(None))) if d.id not in labelled]
+                Document.project_id == project_id, Document.platform_id.is_not(None),
+                Document.is_test.is_not(True))) if d.id not in labelled]
             known_hashes = set(s.scalars(select(Document.text_hash).where(Document.project_id == project_id)))
             done = set(s.scalars(select(Upload.document_id).where(Upload.model_version_id == version_id)))
         corpus = [t for t in dict.fromkeys(self.corpus_texts()) if text_hash(t) not in known_hashes]
@@ -359,14 +485,13 @@ class Loop:
         if not texts:
             logger.info("%s/%s: nothing left to pre-label", owner, name)
             return 0
-        proba = clf.predict_proba(texts)
-        chosen = select_least_confident(proba, cfg.prelabel_k)
+        chosen, chosen_proba, strategy = self.choose(project_id, clf, texts, cfg.prelabel_k)
         who = f"ml:prelabel-v{version}"
         client = self.client(platform)
         n = 0
-        for i in chosen:
-            k = int(np.argmax(proba[i]))
-            value, prob = class_value(clf.classes_[k], label_type), float(proba[i][k])
+        for i, row in zip(chosen, chosen_proba):
+            k = int(np.argmax(row))
+            value, prob = class_value(clf.classes_[k], label_type), float(row[k])
             prob = min(max(prob, 1e-6), 1.0)  # tagtog's prob is in (0, 1]
             if i < len(docs):
                 doc_id = docs[i][0]
@@ -391,9 +516,9 @@ class Loop:
                 continue
             with self.store.session() as s:  # remembered at once: a retried job skips what is done
                 s.add(Upload(project_id=project_id, document_id=doc_id, model_version_id=version_id,
-                             value=dumps_value(value), prob=prob))
+                             value=dumps_value(value), prob=prob, strategy=strategy))
             n += 1
-        logger.info("%s/%s: uploaded %d pre-labels from v%d", owner, name, n, version)
+        logger.info("%s/%s: uploaded %d pre-labels from v%d (%s)", owner, name, n, version, strategy)
         return n
 
     def _save_pending(self, project_id: int, docid: str) -> bool:

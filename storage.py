@@ -64,6 +64,8 @@ class Document(Base):
     text: Mapped[str] = mapped_column(Text)
     text_hash: Mapped[str] = mapped_column(String(64), index=True)
     source: Mapped[str] = mapped_column(String(16), default="platform")  # platform | corpus
+    folder: Mapped[str | None] = mapped_column(String(600))
+    is_test: Mapped[bool | None] = mapped_column(Boolean, default=False)  # in the user's test set: never selects
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -134,13 +136,22 @@ class ModelVersion(Base):
     n_holdout: Mapped[int] = mapped_column(Integer, default=0)
     train_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    status: Mapped[str | None] = mapped_column(String(16), default="candidate")  # candidate|champion|rejected|retired
+    reason: Mapped[str | None] = mapped_column(Text, default="")
+    test_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=dict)
+    history: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=dict)  # loss per epoch, train and validation
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, full: bool = False) -> dict[str, Any]:
         m = self.metrics or {}
-        return {"id": self.id, "version": self.version, "family": self.family, "mode": self.mode,
-                "path": self.path, "n_train": self.n_train, "n_holdout": self.n_holdout,
-                "train_seconds": round(self.train_seconds, 2), "accuracy": m.get("accuracy"), "f1": m.get("f1"),
-                "metrics": m, "classes": self.classes, "created_at": _iso(self.created_at)}
+        out = {"id": self.id, "version": self.version, "family": self.family, "mode": self.mode,
+               "status": self.status, "reason": self.reason, "path": self.path, "n_train": self.n_train,
+               "n_holdout": self.n_holdout, "n_labels": self.n_train + self.n_holdout,
+               "train_seconds": round(self.train_seconds, 2), "accuracy": m.get("accuracy"), "f1": m.get("f1"),
+               "f1_macro": m.get("f1_macro"), "dataset": m.get("dataset", "validation"),
+               "classes": self.classes, "created_at": _iso(self.created_at)}
+        if full:
+            out.update(metrics=m, test_metrics=self.test_metrics or None, history=self.history or {})
+        return out
 
 
 class Upload(Base):
@@ -156,6 +167,19 @@ class Upload(Base):
     prob: Mapped[float] = mapped_column(Float)
     uploaded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     accepted: Mapped[bool | None] = mapped_column(Boolean)
+    strategy: Mapped[str | None] = mapped_column(String(40))  # the query strategy that chose the document
+    score: Mapped[float | None] = mapped_column(Float)
+
+
+class Prediction(Base):
+    """The champion's probabilities for an unlabelled document, stored so the web process can rank documents
+    (``GET .../next``) without loading a model."""
+
+    __tablename__ = "predictions"
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    model_version_id: Mapped[int] = mapped_column(Integer)
+    proba: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"classes": [...], "p": [...]}
 
 
 def _iso(d: datetime | None) -> str | None:
@@ -192,12 +216,28 @@ class Store:
         for attempt in range(5):
             try:
                 Base.metadata.create_all(self.engine)
+                self._add_missing_columns()
                 return
             except DBAPIError:
                 if attempt == 4:
                     raise
                 logger.info("schema creation raced with another process; retrying")
                 time.sleep(0.2 * (attempt + 1))
+
+    def _add_missing_columns(self) -> None:
+        """Additive migration: columns added to a model since a database was created are added to its table
+        (all such columns are nullable). Removing or changing columns needs a real migration."""
+        from sqlalchemy import inspect  # noqa: PLC0415
+
+        insp = inspect(self.engine)
+        with self.engine.begin() as conn:
+            for table in Base.metadata.sorted_tables:
+                have = {c["name"] for c in insp.get_columns(table.name)}
+                for col in table.columns:
+                    if col.name not in have:
+                        ddl = col.type.compile(dialect=self.engine.dialect)
+                        conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {ddl}')
+                        logger.info("database: added column %s.%s", table.name, col.name)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -350,6 +390,25 @@ class Store:
         with self.session() as s:
             return [m.to_dict() for m in s.scalars(select(ModelVersion).where(ModelVersion.project_id == project_id)
                                                   .order_by(ModelVersion.version))]
+
+    def get_version(self, project_id: int, version: int) -> dict[str, Any] | None:
+        with self.session() as s:
+            mv = s.scalar(select(ModelVersion).filter_by(project_id=project_id, version=version))
+            return mv.to_dict(full=True) if mv else None
+
+    def promote(self, project_id: int, version: int, reason: str) -> dict[str, Any]:
+        """Make ``version`` the champion (a rollback when it is older); the champion it replaces is retired."""
+        with self.session() as s:
+            mv = s.scalar(select(ModelVersion).filter_by(project_id=project_id, version=version))
+            if mv is None:
+                raise KeyError(f"project {project_id} has no version {version}")
+            p = s.get(Project, project_id)
+            if p.champion_id and p.champion_id != mv.id:
+                old = s.get(ModelVersion, p.champion_id)
+                old.status = "retired"
+            mv.status, mv.reason = "champion", reason
+            p.champion_id = mv.id
+            return mv.to_dict()
 
 
 def current_labels(s: Session, project_id: int) -> list[tuple[Document, str, int]]:

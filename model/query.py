@@ -11,8 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-STRATEGIES = ("random", "deterministic", "least_confidence", "entropy", "margin", "maxprob")
-UNCERTAINTY = ("least_confidence", "entropy", "margin")
+from .names import STRATEGIES, UNCERTAINTY  # noqa: F401 - re-exported
 
 
 class QueryError(ValueError):

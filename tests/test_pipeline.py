@@ -244,3 +244,141 @@ def test_retrain_every_n_labels_and_coalescing(env):
     deliver(store, loop, pid, d4)
     assert not loop.maybe_request_retrain(pid)  # already requested: coalesced into that run, not enqueued again
     assert store.take_retrain_request(pid) and not store.take_retrain_request(pid)
+
+
+def test_gating_rejects_worse_promotes_better_and_rolls_back(env, monkeypatch):
+    import model.factory as factory
+    from storage import ModelVersion, Project
+
+    emu, server, store, loop, pid, truth = env
+    loop.settings = loop.settings.with_(warm_min_labels=10_000)  # full fits only: the factory decides the model
+    v1 = confirm_and_train(env, list(truth)[:200])
+    assert v1.status == "champion" and store.get_version(pid, 1)["reason"] == "first model"
+    good = factory.make_classifier
+
+    def crippled(family, **params):  # one gradient step: a deliberately worse model
+        return good(family, **{**params, "epochs": 1, "min_steps": 1, "max_epochs": 1})
+
+    monkeypatch.setattr(factory, "make_classifier", crippled)
+    v2 = loop.train(pid)
+    assert v2.status == "rejected" and v2.champion_id == v1.version_id
+    d2 = store.get_version(pid, 2)
+    assert d2["status"] == "rejected" and "< champion v1's" in d2["reason"] and "same" in d2["reason"]
+    with store.session() as s:
+        assert s.get(Project, pid).champion_id == v1.version_id
+    monkeypatch.setattr(factory, "make_classifier", good)
+    v3 = loop.train(pid)
+    assert v3.status == "champion" and ">= champion v1's" in store.get_version(pid, 3)["reason"]
+    assert store.get_version(pid, 1)["status"] == "retired"
+    # pre-labels come from the champion
+    assert loop.prelabel(pid, v3.champion_id) == 5
+    who = {e["metas"]["m_1"]["confidence"]["who"][0] for e in emu.log if e["kind"] == "annotations" and not e.get("gui")}
+    assert who == {"ml:prelabel-v3"}
+    # rollback in one call
+    store.promote(pid, 1, "rollback by hand")
+    with store.session() as s:
+        assert s.get(Project, pid).champion_id == v1.version_id
+        assert [m.status for m in s.query(ModelVersion).order_by(ModelVersion.version)] == [
+            "champion", "rejected", "retired"]
+    with pytest.raises(KeyError):
+        store.promote(pid, 99, "x")
+
+
+def test_version_records_every_metric_and_loss_curves(env):
+    emu, server, store, loop, pid, truth = env
+    confirm_and_train(env, list(truth)[:200])
+    v = store.get_version(pid, 1)
+    m = v["metrics"]
+    assert m["dataset"] == "validation" and m["n"] == v["n_holdout"] > 20
+    for key in ("accuracy", "mcc", "f1_micro", "f1_macro", "f1_weighted", "per_class", "confusion_matrix",
+                "false_predictions"):
+        assert key in m
+    assert all(set(fp) == {"id", "true", "predicted", "probability"} for fp in m["false_predictions"])
+    h = v["history"]
+    assert len(h["loss"]) == len(h["val_loss"]) >= 10 and h["loss"][-1] < h["loss"][0]
+    assert v["train_seconds"] > 0 and v["n_labels"] == 200
+
+
+def test_split_is_stable_as_documents_are_added():
+    from pipeline import is_holdout
+
+    first = [f"a{i:05d}-{i}.txt" for i in range(2000)]
+    before = {d: is_holdout(d, 0.2) for d in first}
+    more = first + [f"b{i:05d}-{i}.txt" for i in range(3000)]
+    after = {d: is_holdout(d, 0.2) for d in more}
+    assert all(after[d] == before[d] for d in first)  # nobody moves
+    share = sum(after.values()) / len(after)
+    assert 0.18 < share < 0.22
+
+
+def test_scheme_change_during_training_rejects_the_candidate(env, monkeypatch):
+    emu, server, store, loop, pid, truth = env
+    confirm_and_train(env, list(truth)[:120])
+    calls = {"n": 0}
+    real = loop._training_rows
+
+    def rows_with_a_new_class(project_id, allowed=None):  # the read after training sees a class born meanwhile
+        calls["n"] += 1
+        rows, max_label = real(project_id, allowed)
+        if calls["n"] == 2:
+            rows = rows + [("new-doc", "brand new", "maybe", False)]
+        return rows, max_label
+
+    monkeypatch.setattr(loop, "_training_rows", rows_with_a_new_class)
+    r = loop.train(pid)
+    assert r.status == "rejected" and "scheme changed while training" in store.get_version(pid, 2)["reason"]
+    assert store.retrain_pending(pid)  # a new run follows
+
+
+@pytest.fixture
+def news_env(tmp_path):
+    """An enum label (Category: World|Sports|Business) on AG News texts."""
+    import pandas as pd
+
+    from .conftest import SHARED
+
+    df = pd.read_csv(SHARED / "data" / "ag_news" / "ag_news_test.csv", keep_default_na=False)
+    df = pd.concat([df[df.label == c].head(40) for c in ("World", "Sports", "Business")])
+    emu = TagtogEmulator({"alice": "pw"}, seed=4)
+    emu.add_project("alice", "news", [("Category", "enum", ("World", "Sports", "Business"))])
+    p = emu.projects[("alice", "news")]
+    truth = {emu._create(p, f"n{i}.txt", "pool", t).docid: lab for i, (t, lab) in enumerate(zip(df.text, df.label))}
+    server = EmulatorServer(emu).start()
+    settings = Settings(instance_path=str(tmp_path), tagtog_base_url=server.url, tagtog_username="alice",
+                        tagtog_password="pw", tagtog_projects=(ProjectSpec("tagtog", "alice", "news"),),
+                        min_labels=10, model_epochs=3, prelabel_k=3, retrain_every=100)
+    store = Store(settings.db_url)
+    store.create_all()
+    pid = store.ensure_project("tagtog", "alice", "news")
+    loop = Loop(settings, store, lambda _: TagtogClient(server.url, "alice", "pw", retries=1, backoff=0.01))
+    yield emu, server, store, loop, pid, truth
+    server.stop()
+
+
+def _confirm(server, store, loop, pid, docid, value):
+    requests.post(f"{server.url}/-emulator/annotate", auth=("alice", "pw"), json={
+        "owner": "alice", "project": "news", "docid": docid, "labels": {"Category": value}, "confirm": True}
+    ).raise_for_status()
+    return deliver(store, loop, pid, docid)
+
+
+def test_new_class_forces_a_retrain_and_removed_option_is_not_trained(news_env):
+    emu, server, store, loop, pid, truth = news_env
+    two = [d for d, lab in truth.items() if lab == "World"][:15] + [d for d, lab in truth.items() if lab == "Sports"][:15]
+    for d in two:
+        assert _confirm(server, store, loop, pid, d, truth[d]).startswith("labelled"), d
+    assert not loop.maybe_request_retrain(pid) or store.take_retrain_request(pid)  # first model: no champion yet
+    r1 = loop.train(pid)
+    assert r1.status == "champion" and store.get_version(pid, 1)["classes"]["names"] == ["Sports", "World"]
+    business = next(d for d, lab in truth.items() if lab == "Business")
+    assert _confirm(server, store, loop, pid, business, "Business") == "labelled Business"
+    assert loop.maybe_request_retrain(pid)  # 1 new label < RETRAIN_EVERY=100, but a new class extends the scheme
+    for d in [d for d, lab in truth.items() if lab == "Business"][1:12]:
+        _confirm(server, store, loop, pid, d, "Business")
+    r2 = loop.train(pid)
+    assert store.get_version(pid, 2)["classes"]["names"] == ["Business", "Sports", "World"]
+    assert "scheme changed" in store.get_version(pid, 2)["reason"] and r2.status == "champion"
+    # the platform removes the option Business: it stops being trained on
+    emu.projects[("alice", "news")].labels["m_1"].options = ("World", "Sports")
+    loop.train(pid)
+    assert store.get_version(pid, 3)["classes"]["names"] == ["Sports", "World"]
