@@ -19,6 +19,8 @@ from werkzeug.exceptions import HTTPException
 
 from config import Settings
 from formats.tagtog import FormatError, parse_webhook
+import api
+from api import ApiError
 from storage import Store
 
 logger = logging.getLogger(__name__)
@@ -26,10 +28,6 @@ bp = Blueprint("prelabel", __name__)
 MAX_BODY = 1 << 20  # webhooks are tiny; refuse anything over 1 MiB
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, dict(headers or {})
 
 
 def _settings() -> Settings:
@@ -51,16 +49,6 @@ def _check_basic(username: str, password: str) -> None:
     if not (ok and user_ok and pass_ok):
         raise ApiError(401, "webhook credentials missing or wrong (HTTP Basic)",
                        {"WWW-Authenticate": 'Basic realm="prelabel"'})
-
-
-def _check_token() -> None:
-    token = _settings().api_token
-    if not token:
-        return
-    got = request.headers.get("Authorization", "")
-    if not hmac.compare_digest(got.encode(), f"Bearer {token}".encode()):
-        raise ApiError(401, "API token missing or wrong (Authorization: Bearer ...)",
-                       {"WWW-Authenticate": 'Bearer realm="prelabel"'})
 
 
 @bp.post("/webhooks/tagtog")
@@ -104,62 +92,6 @@ def healthz() -> Any:
     return jsonify(status="ok", database="ok"), 200
 
 
-@bp.get("/api/projects")
-def projects() -> Any:
-    _check_token()
-    return jsonify(projects=_store().list_projects())
-
-
-@bp.get("/api/projects/<int:project_id>")
-def project(project_id: int) -> Any:
-    _check_token()
-    summary = _store().project_summary(project_id)
-    if summary is None:
-        raise ApiError(404, f"no project {project_id}")
-    return jsonify(summary)
-
-
-@bp.get("/api/projects/<int:project_id>/models")
-def models(project_id: int) -> Any:
-    _check_token()
-    return jsonify(models=_store().list_models(project_id))
-
-
-@bp.get("/api/projects/<int:project_id>/events")
-def project_events(project_id: int) -> Any:
-    _check_token()
-    state = request.args.get("state") or None
-    try:
-        limit = min(int(request.args.get("limit", "100")), 1000)
-    except ValueError:
-        raise ApiError(400, "limit must be an integer") from None
-    return jsonify(events=_store().list_events(project_id, state, limit))
-
-
-@bp.get("/api/events/<int:event_id>")
-def get_event(event_id: int) -> Any:
-    _check_token()
-    ev = _store().get_event(event_id)
-    if ev is None:
-        raise ApiError(404, f"no event {event_id}")
-    return jsonify(ev)
-
-
-@bp.post("/api/events/<int:event_id>/retry")
-def retry_event(event_id: int) -> Any:
-    """Put a failed event back in the queue (after fixing its cause on the platform, for instance)."""
-    _check_token()
-    store = _store()
-    ev = store.get_event(event_id)
-    if ev is None:
-        raise ApiError(404, f"no event {event_id}")
-    if ev["state"] != "failed":
-        raise ApiError(409, f"event {event_id} is {ev['state']}, only failed events can be retried")
-    store.requeue_event(event_id, ev["error"], 0)
-    current_app.extensions["prelabel.enqueue"](event_id)
-    return jsonify(status="queued", event_id=event_id), 202
-
-
 def _json_errors(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> Any:
@@ -190,10 +122,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         store.ensure_project(spec.platform, spec.owner, spec.name, spec.label)
     app.extensions["prelabel.settings"] = settings
     app.extensions["prelabel.store"] = store
-    if "prelabel.enqueue" not in app.extensions:
-        import jobs  # noqa: PLC0415 - the queue only; jobs imports no model code at import time
+    import jobs  # noqa: PLC0415 - the queue only; jobs imports no model code at import time
 
-        app.extensions["prelabel.enqueue"] = jobs.enqueue_event
+    app.extensions["prelabel.enqueue"] = jobs.enqueue_event
+    app.extensions["prelabel.retrain"] = jobs.retrain
+    app.extensions["prelabel.refresh"] = jobs.refresh_champion
     app.register_blueprint(bp)
+    app.register_blueprint(api.bp)
     _json_errors(app)
     return app

@@ -52,7 +52,8 @@ class Settings:
     # web
     webhook_username: str = ""  # when set, webhooks need these HTTP Basic credentials
     webhook_password: str = ""
-    api_token: str = ""  # when set, /api/* needs "Authorization: Bearer <token>"
+    api_token: str = ""  # when set, reading /api/v1 needs "Authorization: Bearer <API_TOKEN>"
+    admin_token: str = ""  # calls that change state (retrain, promote, retry) need it; empty = refused
     ignore_api_source: bool = True  # ignore saves made through the API (prelabel's own uploads): no loop
     # tagtog
     tagtog_base_url: str = "http://127.0.0.1:8090"

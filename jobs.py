@@ -133,6 +133,20 @@ def retrain(project_id: int) -> str:
     return f"{runs} run(s)"
 
 
+@huey.task(retries=3, retry_delay=60)
+def refresh_champion(project_id: int) -> str:
+    """After a promotion by hand (rollback): re-score the pool and pre-label with the new champion."""
+    from storage import Project  # noqa: PLC0415
+
+    loop = get_loop()
+    with loop.store.session() as s:
+        champion_id = s.get(Project, project_id).champion_id
+    if champion_id is None:
+        return "no champion"
+    loop.score_pool(project_id, champion_id)
+    return f"{loop.prelabel(project_id, champion_id)} pre-labels"
+
+
 @huey.periodic_task(crontab(minute="*"))
 def sweep() -> None:
     """Nothing accepted is lost: re-enqueue events whose enqueue went missing, and retrains nobody runs."""

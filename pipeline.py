@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from annotation_client import AnndocUpload, LabelDef, NotFound, PlatformError, PlatformUnavailable, TagtogClient
 from config import Settings
 from formats.corpus import parse_corpus
+from model.names import class_name
 from formats.tagtog import FormatError, GroundTruthPolicy, has_human_label, is_ground_truth, with_prelabel
 from storage import (Document, Event, Label, ModelVersion, Project, Store, Upload, current_labels, dumps_value,
                      latest_label, text_hash, utcnow)
@@ -43,11 +44,6 @@ class TrainResult:
     mode: str
     status: str  # champion | rejected
     champion_id: int | None  # the version in service after this run
-
-
-def class_name(value: Any) -> str:
-    """A platform label value -> the class name the model uses (``true``, ``sport``)."""
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 def class_value(name: str, label_type: str | None) -> Any:
@@ -167,7 +163,9 @@ class Loop:
             doc = s.scalar(select(Document).filter_by(project_id=project.id, platform_id=docid))
             if doc is None:
                 text = client.get_text(project.owner, project.name, docid)
-                doc = Document(project_id=project.id, platform_id=docid, text=text, text_hash=text_hash(text))
+                folder = self._folder_of(client, project, docid)
+                doc = Document(project_id=project.id, platform_id=docid, text=text, text_hash=text_hash(text),
+                               folder=folder, is_test=self.in_test_folder(folder))
                 s.add(doc)
                 s.flush()
             who = ",".join(meta.confidence.who) if meta is not None else ""
@@ -175,6 +173,17 @@ class Loop:
         if not changed:
             return "unchanged"
         return "label removed" if value is None else f"labelled {class_name(value)}"
+
+    def in_test_folder(self, folder: str | None) -> bool:
+        t = self.settings.test_folder.strip("/")
+        return bool(t and folder and (folder == t or folder.startswith(t + "/")))
+
+    def _folder_of(self, client: TagtogClient, project: Project, docid: str) -> str | None:
+        """The document's folder, looked up only when a test folder is configured (one search call)."""
+        if not self.settings.test_folder:
+            return None
+        hits = [h for h in client.search(project.owner, project.name, f"docid:{docid}") if h.docid == docid]
+        return hits[0].folder if hits else None
 
     def _set_label(self, s: Any, project: Project, doc: Document, value: Any, who: str,
                    event_id: int | None) -> bool:
@@ -235,7 +244,7 @@ class Loop:
             with self.store.session() as s:
                 proj = s.get(Project, p.id)
                 doc = Document(project_id=p.id, platform_id=hit.docid, filename=hit.filename, text=text,
-                               text_hash=text_hash(text))
+                               text_hash=text_hash(text), folder=hit.folder, is_test=self.in_test_folder(hit.folder))
                 s.add(doc)
                 s.flush()
                 if value is not None:

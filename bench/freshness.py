@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             lat.append(got[0] - t_confirm)
             print(f"confirm {i + 1:2d}: new pre-labels ({got[2]}) after {lat[-1]:.2f}s", flush=True)
             time.sleep(1.0)  # an annotator reads the next document
-        models = stack.api("/api/projects/1/models")["models"]
+        models = stack.api("/api/v1/projects/1/versions")["versions"]
     p50, p95 = float(np.percentile(lat, 50)), float(np.percentile(lat, 95))
     last = models[-1]
     print(f"freshness over {len(lat)} confirms: p50 {p50:.2f}s  p95 {p95:.2f}s  max {max(lat):.2f}s "

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(args.pace)
         logger.info("annotator done after %.0fs; waiting for prelabel to finish...", time.monotonic() - t0)
         p = stack.settle()
-        models = stack.api("/api/projects/1/models")["models"]
+        models = stack.api("/api/v1/projects/1/versions")["versions"]
         log = stack.emulator_log()
 
     ups = [e for e in log if e["kind"] == "annotations" and not e.get("gui")]

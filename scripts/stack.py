@@ -145,7 +145,7 @@ class Stack:
         returns the project summary. Raises TimeoutError after ``timeout``."""
         last, since, start = None, time.monotonic(), time.monotonic()
         while time.monotonic() - start < timeout:
-            p = self.api("/api/projects/1")
+            p = self.api("/api/v1/projects/1")
             busy = (p["events"].get("queued", 0) + p["events"].get("processing", 0) or p["retrain_requested"]
                     or p["training"])
             key = (str(p["events"]), p["uploads"], p["champion"] and p["champion"]["version"])

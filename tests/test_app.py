@@ -45,7 +45,7 @@ def test_valid_delivery_is_queued_and_stored(client, enqueued):
     r = post(client)
     assert r.status_code == 202 and r.json["status"] == "queued"
     assert enqueued == [r.json["event_id"]]
-    ev = client.get(f"/api/events/{r.json['event_id']}").json
+    ev = client.get(f"/api/v1/events/{r.json['event_id']}").json
     assert (ev["doc_id"], ev["state"], ev["source"], ev["kind"]) == ("aAbc-1.txt", "queued", "GUI", "updated")
 
 
@@ -54,7 +54,7 @@ def test_duplicate_delivery_is_enqueued_once(client, enqueued):
     assert first.status_code == 202
     assert second.status_code == 200 and second.json == {"status": "duplicate", "event_id": first.json["event_id"]}
     assert enqueued == [first.json["event_id"]]
-    assert len(client.get("/api/projects/1/events").json["events"]) == 1
+    assert len(client.get("/api/v1/projects/1/events").json["events"]) == 1
 
 
 def test_redelivery_after_processing_started_is_a_new_event(make_app, enqueued):
@@ -80,7 +80,7 @@ def test_other_document_or_status_is_not_a_duplicate(client, enqueued):
 def test_bad_bodies_are_400_and_store_nothing(client, enqueued, body, needle):
     r = post(client, body)
     assert r.status_code == 400 and needle in r.json["error"]
-    assert enqueued == [] and client.get("/api/projects/1/events").json["events"] == []
+    assert enqueued == [] and client.get("/api/v1/projects/1/events").json["events"] == []
 
 
 def test_bad_header_is_400(client):
@@ -113,8 +113,8 @@ def test_basic_auth(make_app, enqueued):
 
 def test_api_token(make_app):
     c = make_app(api_token="tok").test_client()
-    assert c.get("/api/projects").status_code == 401
-    assert c.get("/api/projects", headers={"Authorization": "Bearer tok"}).status_code == 200
+    assert c.get("/api/v1/projects").status_code == 401
+    assert c.get("/api/v1/projects", headers={"Authorization": "Bearer tok"}).status_code == 200
 
 
 def test_enqueue_failure_keeps_the_event(make_app):
@@ -125,7 +125,7 @@ def test_enqueue_failure_keeps_the_event(make_app):
     c = app.test_client()
     r = post(c)
     assert r.status_code == 202  # accepted: stored durably; the worker's sweep enqueues it later
-    assert c.get(f"/api/events/{r.json['event_id']}").json["state"] == "queued"
+    assert c.get(f"/api/v1/events/{r.json['event_id']}").json["state"] == "queued"
 
 
 def test_oversized_body_is_413_json(client):
@@ -138,17 +138,25 @@ def test_errors_are_json_without_traceback(client):
     assert r.status_code == 404 and set(r.json) == {"error"}
     r = client.get("/webhooks/tagtog")
     assert r.status_code == 405 and "Traceback" not in r.get_data(as_text=True)
-    assert client.get("/api/events/999").status_code == 404
+    assert client.get("/api/v1/events/999").status_code == 404
 
 
-def test_retry_only_failed_events(make_app, enqueued):
-    app = make_app()
+def test_retry_only_failed_events_with_admin_token(make_app, enqueued):
+    app = make_app(admin_token="adm")
+    app.extensions["prelabel.enqueue"] = enqueued.append
     c = app.test_client()
     eid = post(c).json["event_id"]
-    assert c.post(f"/api/events/{eid}/retry").status_code == 409
+    admin = {"Authorization": "Bearer adm"}
+    assert c.post(f"/api/v1/events/{eid}/retry").status_code == 401
+    assert c.post(f"/api/v1/events/{eid}/retry", headers=admin).status_code == 409
     app.extensions["prelabel.store"].finish_event(eid, "failed", error="boom")
-    assert c.post(f"/api/events/{eid}/retry").status_code == 202
+    assert c.post(f"/api/v1/events/{eid}/retry", headers=admin).status_code == 202
     assert enqueued == [eid, eid]
+
+
+def test_admin_calls_refused_without_admin_token(client):
+    r = client.post("/api/v1/projects/1/retrain")
+    assert r.status_code == 403 and "ADMIN_TOKEN" in r.json["error"]
 
 
 def test_healthz(client):

@@ -49,11 +49,11 @@ def test_confirms_train_a_model_and_prelabels_appear(stack):
     spam_first = sorted(docs, key=lambda d: not truth[d[1]])[:20] + [d for d in docs if not truth[d[1]]][:N_CONFIRMS - 20]
     for docid, fn in spam_first:
         s.annotate(docid, {"isSpam": truth[fn]})
-    wait_for(lambda: s.api("/api/projects/1")["labels"] >= N_CONFIRMS, 120, "confirms stored", s)
+    wait_for(lambda: s.api("/api/v1/projects/1")["labels"] >= N_CONFIRMS, 120, "confirms stored", s)
     p = s.settle(quiet_s=4)
     assert p["events"].get("failed", 0) == 0 and p["events"]["done"] >= N_CONFIRMS
     assert p["champion"] is not None and p["champion"]["n_holdout"] > 0
-    models = s.api("/api/projects/1/models")["models"]
+    models = s.api("/api/v1/projects/1/versions")["versions"]
     assert models and all(m["f1"] is not None for m in models)
 
     ups = [e for e in s.emulator_log() if e["kind"] == "annotations" and not e.get("gui")]
@@ -84,8 +84,8 @@ def test_second_delivery_changes_nothing(stack):
                       headers={"X-tagtog-onPushSave-source": "GUI", "X-tagtog-onPushSave-status": "updated"})
     assert r.status_code == 202
     eid = r.json()["event_id"]
-    wait_for(lambda: s.api(f"/api/events/{eid}")["state"] == "done", 60, "re-delivery processed", s)
-    assert s.api(f"/api/events/{eid}")["outcome"] == "unchanged"
+    wait_for(lambda: s.api(f"/api/v1/events/{eid}")["state"] == "done", 60, "re-delivery processed", s)
+    assert s.api(f"/api/v1/events/{eid}")["outcome"] == "unchanged"
     after = s.settle(quiet_s=4)
     assert after["labels"] == before["labels"] and after["uploads"] == before["uploads"]
     assert after["champion"]["version"] == before["champion"]["version"]
@@ -110,6 +110,6 @@ def test_unknown_label_id_fails_only_that_event(stack):
         "owner": "alice", "project": "spam", "docid": docid, "confirm": True,
         "metas": {"m_7": {"value": True, "confidence": {"state": "", "who": ["user:alice"], "prob": 1}}}}
     ).raise_for_status()
-    failed = wait_for(lambda: s.api("/api/projects/1/events?state=failed")["events"], 60, "failed event", s)
+    failed = wait_for(lambda: s.api("/api/v1/projects/1/events?state=failed")["events"], 60, "failed event", s)
     assert failed[0]["doc_id"] == docid and "m_7" in failed[0]["error"]
     assert s.api("/healthz")["status"] == "ok"

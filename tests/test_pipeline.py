@@ -382,3 +382,19 @@ def test_new_class_forces_a_retrain_and_removed_option_is_not_trained(news_env):
     emu.projects[("alice", "news")].labels["m_1"].options = ("World", "Sports")
     loop.train(pid)
     assert store.get_version(pid, 3)["classes"]["names"] == ["Sports", "World"]
+
+
+def test_test_folder_is_scored_but_never_trained_or_selected(env):
+    emu, server, store, loop, pid, truth = env
+    p = emu.projects[("alice", "spam")]
+    docids = list(truth)
+    for d in docids[150:200]:  # move 50 documents into pool/test
+        p.docs[d].folder = p.folder_path("pool/test")
+    loop.settings = loop.settings.with_(test_folder="pool/test")
+    r = confirm_and_train(env, docids[:200])
+    v = store.get_version(pid, r.version)
+    assert v["test_metrics"]["dataset"] == "test" and v["test_metrics"]["n"] == 50
+    assert v["n_labels"] == 150  # train + validation exclude the test set
+    loop.prelabel(pid, r.champion_id)
+    ups = {e["docid"] for e in emu.log if e["kind"] == "annotations" and not e.get("gui")}
+    assert ups and not ups & set(docids[150:200])

@@ -1,0 +1,244 @@
+"""JSON API v1 (documented in openapi.json): projects, model versions, promotion, downloads, what to annotate
+next, and the event log.
+
+Reads need ``Authorization: Bearer <API_TOKEN>`` when API_TOKEN is set. Calls that change state (retrain,
+promote, retry) need ``Authorization: Bearer <ADMIN_TOKEN>``; without an ADMIN_TOKEN they are refused.
+The web process never loads a model: ``next`` ranks the champion's stored probabilities with numpy.
+"""
+from __future__ import annotations
+
+import hmac
+import io
+import json
+import logging
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request, send_file
+from sqlalchemy import select
+
+from model.names import STRATEGIES, class_name
+from storage import Document, ModelVersion, Prediction, Project, Store, current_labels
+
+logger = logging.getLogger(__name__)
+bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
+OPENAPI = Path(__file__).resolve().parent / "openapi.json"
+MAX_N = 1000
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, dict(headers or {})
+
+
+def _store() -> Store:
+    return current_app.extensions["prelabel.store"]
+
+
+def _bearer(token: str, what: str) -> None:
+    got = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(got.encode(), f"Bearer {token}".encode()):
+        raise ApiError(401, f"{what} token missing or wrong (Authorization: Bearer ...)",
+                       {"WWW-Authenticate": 'Bearer realm="prelabel"'})
+
+
+@bp.before_request
+def read_token() -> None:
+    s = current_app.extensions["prelabel.settings"]
+    if request.method == "GET" and s.api_token and request.endpoint != "api_v1.openapi":
+        _bearer(s.api_token, "API")
+
+
+def admin() -> None:
+    token = current_app.extensions["prelabel.settings"].admin_token
+    if not token:
+        raise ApiError(403, "admin calls are disabled: set ADMIN_TOKEN")
+    _bearer(token, "admin")
+
+
+def _project(project_id: int) -> dict[str, Any]:
+    summary = _store().project_summary(project_id)
+    if summary is None:
+        raise ApiError(404, f"no project {project_id}")
+    return summary
+
+
+def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an integer, got {raw!r}") from None
+    if not lo <= v <= hi:
+        raise ApiError(400, f"{name} must be between {lo} and {hi}, got {v}")
+    return v
+
+
+@bp.get("/openapi.json")
+def openapi() -> Any:
+    return current_app.response_class(OPENAPI.read_text(), mimetype="application/json")
+
+
+@bp.get("/projects")
+def projects() -> Any:
+    return jsonify(projects=_store().list_projects())
+
+
+@bp.get("/projects/<int:project_id>")
+def project(project_id: int) -> Any:
+    return jsonify(_project(project_id))
+
+
+@bp.get("/projects/<int:project_id>/versions")
+def versions(project_id: int) -> Any:
+    _project(project_id)
+    return jsonify(versions=_store().list_models(project_id))
+
+
+@bp.get("/projects/<int:project_id>/versions/<int:version>")
+def version(project_id: int, version: int) -> Any:
+    v = _store().get_version(project_id, version)
+    if v is None:
+        raise ApiError(404, f"project {project_id} has no version {version}")
+    return jsonify(v)
+
+
+@bp.get("/projects/<int:project_id>/versions/<int:version>/download")
+def download(project_id: int, version: int) -> Any:
+    """model.h5, vocab.json, rnn.json and meta.json of a version, as one zip."""
+    v = _store().get_version(project_id, version)
+    if v is None:
+        raise ApiError(404, f"project {project_id} has no version {version}")
+    folder = Path(v["path"])
+    if not folder.is_dir():
+        raise ApiError(410, f"the files of version {version} are gone from the server")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(folder.iterdir()):
+            if f.is_file():
+                z.write(f, f"v{version}/{f.name}")
+    buf.seek(0)
+    return send_file(buf, mimetype="application/zip", as_attachment=True,
+                     download_name=f"project{project_id}-v{version}.zip")
+
+
+@bp.post("/projects/<int:project_id>/retrain")
+def retrain(project_id: int) -> Any:
+    admin()
+    _project(project_id)
+    _store().request_retrain(project_id)
+    current_app.extensions["prelabel.retrain"](project_id)
+    return jsonify(status="queued", project_id=project_id), 202
+
+
+@bp.post("/projects/<int:project_id>/versions/<int:version>/promote")
+def promote(project_id: int, version: int) -> Any:
+    """Make a version the champion (rollback); pre-labels and ``next`` then come from it."""
+    admin()
+    _project(project_id)
+    body = request.get_json(silent=True) or {}
+    reason = str(body.get("reason") or "promoted by hand")[:500]
+    try:
+        v = _store().promote(project_id, version, reason)
+    except KeyError as exc:
+        raise ApiError(404, str(exc.args[0])) from None
+    current_app.extensions["prelabel.refresh"](project_id)
+    return jsonify(v), 200
+
+
+@bp.get("/projects/<int:project_id>/next")
+def next_documents(project_id: int) -> Any:
+    """Documents to annotate next, best first, with their scores, from the champion's stored probabilities."""
+    s = current_app.extensions["prelabel.settings"]
+    _project(project_id)
+    strategy = request.args.get("strategy", s.al_strategy)
+    if strategy not in STRATEGIES:
+        raise ApiError(400, f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+    n = _int_arg("n", s.prelabel_k, 0, MAX_N)
+    regex = request.args.get("regex", s.al_regex) or None
+    label = request.args.get("label", s.al_label) or None
+    import numpy as np  # noqa: PLC0415 - only this endpoint needs it
+
+    from model.query import QueryError, compile_regex, query  # noqa: PLC0415
+
+    try:
+        compile_regex(regex)
+    except QueryError as exc:
+        raise ApiError(400, str(exc)) from None
+    with _store().session() as db:
+        p = db.get(Project, project_id)
+        champion = db.get(ModelVersion, p.champion_id) if p.champion_id else None
+        labelled = {d.id for d, _, _ in current_labels(db, project_id)}
+        rows = db.execute(select(Document.id, Document.platform_id, Document.text, Prediction.proba)
+                          .outerjoin(Prediction, Prediction.document_id == Document.id)
+                          .where(Document.project_id == project_id, Document.platform_id.is_not(None),
+                                 Document.is_test.is_not(True))).all()
+        counts: dict[str, int] = {}
+        for d, value, _ in current_labels(db, project_id):
+            if not d.is_test:
+                c = class_name(json.loads(value))
+                counts[c] = counts.get(c, 0) + 1
+    rows = [r for r in rows if r[0] not in labelled]
+    classes = (champion.classes or {}).get("names", []) if champion else []
+    scored = [r for r in rows if r[3] and r[3].get("classes") == classes] if champion else []
+    cold = champion is None or len(classes) < 2 or any(counts.get(c, 0) < s.cold_start_min for c in classes) \
+        or not scored
+    if strategy == "maxprob" and not cold and label not in classes:
+        raise ApiError(400, f"strategy maxprob needs label= one of {classes}")
+    if cold:  # cold start: not every class has a few examples yet, so scores would mislead
+        pool = [r for r in rows if regex is None or compile_regex(regex).search(r[2])]
+        chosen = random.Random(project_id + len(rows)).sample(pool, min(n, len(pool))) if strategy != \
+            "deterministic" else pool[:n]
+        docs = [{"docid": r[1], "score": None, "predicted": None, "probability": None} for r in chosen]
+        return jsonify(project_id=project_id, strategy="random" if strategy != "deterministic" else strategy,
+                       cold_start=True, champion=None if champion is None else champion.version,
+                       note="cold start: fewer than COLD_START_MIN confirmed examples in some class (or no "
+                            "model yet); documents are picked at random", documents=docs)
+    proba = np.array([r[3]["p"] for r in scored], dtype=float)
+    try:
+        idx, scores = query(proba, n, strategy, texts=[r[2] for r in scored], regex=regex,
+                            label_index=classes.index(label) if label in classes else None,
+                            multilabel=False, seed=project_id)
+    except QueryError as exc:
+        raise ApiError(400, str(exc)) from None
+    docs = [{"docid": scored[i][1], "score": float(sc), "predicted": classes[int(np.argmax(proba[i]))],
+             "probability": float(np.max(proba[i]))} for i, sc in zip(idx, scores)]
+    return jsonify(project_id=project_id, strategy=strategy, cold_start=False, champion=champion.version,
+                   documents=docs)
+
+
+@bp.get("/projects/<int:project_id>/events")
+def events(project_id: int) -> Any:
+    _project(project_id)
+    state = request.args.get("state") or None
+    if state and state not in ("queued", "processing", "done", "failed"):
+        raise ApiError(400, f"state must be queued, processing, done or failed, got {state!r}")
+    return jsonify(events=_store().list_events(project_id, state, _int_arg("limit", 100, 1, 1000)))
+
+
+@bp.get("/events/<int:event_id>")
+def event(event_id: int) -> Any:
+    ev = _store().get_event(event_id)
+    if ev is None:
+        raise ApiError(404, f"no event {event_id}")
+    return jsonify(ev)
+
+
+@bp.post("/events/<int:event_id>/retry")
+def retry_event(event_id: int) -> Any:
+    """Put a failed event back in the queue (after fixing its cause on the platform, for instance)."""
+    admin()
+    store = _store()
+    ev = store.get_event(event_id)
+    if ev is None:
+        raise ApiError(404, f"no event {event_id}")
+    if ev["state"] != "failed":
+        raise ApiError(409, f"event {event_id} is {ev['state']}; only failed events can be retried")
+    store.requeue_event(event_id, ev["error"], 0)
+    current_app.extensions["prelabel.enqueue"](event_id)
+    return jsonify(status="queued", event_id=event_id), 202

@@ -1,0 +1,118 @@
+"""API v1 over a real trained project: versions, metrics, download, promote/rollback, next, bad input, OpenAPI."""
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+
+import pytest
+
+from app import create_app
+from config import ProjectSpec
+
+from .conftest import ROOT
+from .test_pipeline import confirm_and_train, env, sms_rows  # noqa: F401 - fixtures
+
+ADMIN = {"Authorization": "Bearer adm"}
+
+
+@pytest.fixture
+def trained(env, tmp_path):  # noqa: F811
+    emu, server, store, loop, pid, truth = env
+    loop.settings = loop.settings.with_(warm_min_labels=10_000)
+    r = confirm_and_train(env, list(truth)[:200])
+    loop.score_pool(pid, r.champion_id)
+    app = create_app({"instance_path": loop.settings.instance_path, "admin_token": "adm",
+                      "tagtog_projects": (ProjectSpec("tagtog", "alice", "spam"),)})
+    calls = {"retrain": [], "refresh": []}
+    app.extensions["prelabel.retrain"] = calls["retrain"].append
+    app.extensions["prelabel.refresh"] = calls["refresh"].append
+    return app.test_client(), loop, pid, calls, truth
+
+
+def test_versions_and_full_metrics(trained):
+    c, loop, pid, _, _ = trained
+    vs = c.get(f"/api/v1/projects/{pid}/versions").json["versions"]
+    assert [(v["version"], v["status"]) for v in vs] == [(1, "champion")]
+    v = c.get(f"/api/v1/projects/{pid}/versions/1").json
+    assert v["metrics"]["dataset"] == "validation" and "mcc" in v["metrics"] and v["history"]["val_loss"]
+    assert c.get(f"/api/v1/projects/{pid}/versions/7").status_code == 404
+    assert c.get(f"/api/v1/projects/{pid}").json["champion"]["version"] == 1
+
+
+def test_download_is_one_archive(trained):
+    c, *_ = trained
+    r = c.get("/api/v1/projects/1/versions/1/download")
+    assert r.status_code == 200 and r.mimetype == "application/zip"
+    names = set(zipfile.ZipFile(io.BytesIO(r.data)).namelist())
+    assert {"v1/model.h5", "v1/vocab.json", "v1/meta.json"} <= names
+    assert c.get("/api/v1/projects/1/versions/9/download").status_code == 404
+
+
+def test_promote_and_retrain_need_admin_and_rollback(trained):
+    c, loop, pid, calls, _ = trained
+    loop.train(pid)  # v2, a candidate judged against v1
+    assert c.post(f"/api/v1/projects/{pid}/versions/1/promote").status_code == 401
+    r = c.post(f"/api/v1/projects/{pid}/versions/1/promote", headers=ADMIN, json={"reason": "rollback"})
+    assert r.status_code == 200 and r.json["status"] == "champion" and r.json["reason"] == "rollback"
+    assert calls["refresh"] == [pid]
+    assert c.get(f"/api/v1/projects/{pid}").json["champion"]["version"] == 1
+    assert c.post(f"/api/v1/projects/{pid}/versions/42/promote", headers=ADMIN).status_code == 404
+    assert c.post(f"/api/v1/projects/{pid}/retrain", headers=ADMIN).status_code == 202 and calls["retrain"] == [pid]
+    assert c.post("/api/v1/projects/77/retrain", headers=ADMIN).status_code == 404
+
+
+@pytest.mark.parametrize("strategy", ["least_confidence", "entropy", "margin", "random", "deterministic"])
+def test_next_ranks_the_pool(trained, strategy):
+    c, loop, pid, _, truth = trained
+    r = c.get(f"/api/v1/projects/{pid}/next?strategy={strategy}&n=7")
+    assert r.status_code == 200, r.json
+    body = r.json
+    assert body["strategy"] == strategy and body["cold_start"] is False and body["champion"] == 1
+    docs = body["documents"]
+    assert len(docs) == 7 and not {d["docid"] for d in docs} & set(list(truth)[:200])  # only unlabelled ones
+    if strategy in ("least_confidence", "entropy", "margin"):
+        assert [d["score"] for d in docs] == sorted((d["score"] for d in docs), reverse=True)
+        assert all(0.5 <= d["probability"] <= 1 for d in docs)
+
+
+def test_next_maxprob_and_regex(trained):
+    c, loop, pid, _, _ = trained
+    docs = c.get(f"/api/v1/projects/{pid}/next?strategy=maxprob&label=true&n=5").json["documents"]
+    assert all(d["predicted"] == "true" for d in docs[:3])
+    with loop.store.session() as s:
+        from storage import Document
+        texts = {d.platform_id: d.text for d in s.query(Document)}
+    docs = c.get(f"/api/v1/projects/{pid}/next?strategy=entropy&n=50&regex=(?i)call").json["documents"]
+    assert docs and all(re.search("(?i)call", texts[d["docid"]]) for d in docs)
+
+
+@pytest.mark.parametrize("query,needle", [
+    ("strategy=nope", "unknown strategy"), ("n=-1", "between 0 and 1000"), ("n=abc", "integer"),
+    ("regex=(", "does not compile"), ("strategy=maxprob&label=nope", "maxprob needs label"),
+])
+def test_next_bad_input(trained, query, needle):
+    c, loop, pid, _, _ = trained
+    r = c.get(f"/api/v1/projects/{pid}/next?{query}")
+    assert r.status_code == 400 and needle in r.json["error"]
+
+
+def test_next_cold_start_says_so(tmp_path):
+    app = create_app({"instance_path": str(tmp_path), "tagtog_projects": (ProjectSpec("tagtog", "a", "b"),)})
+    body = app.test_client().get("/api/v1/projects/1/next?n=3").json
+    assert body["cold_start"] is True and "cold start" in body["note"] and body["documents"] == []
+
+
+def test_openapi_documents_every_route(trained):
+    c, *_ = trained
+    spec = c.get("/api/v1/openapi.json").json
+    app_routes = set()
+    for rule in c.application.url_map.iter_rules():
+        if rule.rule.startswith(("/api/v1", "/webhooks", "/healthz")):
+            path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+            for m in rule.methods - {"HEAD", "OPTIONS"}:
+                app_routes.add((path, m.lower()))
+    documented = {(p, m) for p, ops in spec["paths"].items() for m in ops}
+    assert app_routes == documented
+    assert json.loads((ROOT / "openapi.json").read_text())["openapi"].startswith("3.")
