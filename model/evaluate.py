@@ -55,6 +55,45 @@ def evaluate(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str
     return out
 
 
+def evaluate_multilabel(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[str]], classes: Sequence[str],
+                        *, proba: np.ndarray | None = None, ids: Sequence[str] | None = None,
+                        dataset: str = "validation") -> dict[str, Any]:
+    """Multilabel scores: per-label precision/recall/F1/support (precision None for a label never predicted),
+    F1 micro/macro/weighted over labels, subset accuracy, Hamming loss, macro MCC (mean of per-label MCC),
+    a 2x2 confusion matrix per label, and the documents whose label set was wrong."""
+    from sklearn.metrics import hamming_loss, multilabel_confusion_matrix  # noqa: PLC0415
+    from sklearn.preprocessing import MultiLabelBinarizer  # noqa: PLC0415
+
+    labels = list(classes)
+    out: dict[str, Any] = {"dataset": dataset, "n": len(y_true), "multilabel": True}
+    if not len(y_true):
+        return {**out, "note": f"no {dataset} documents yet"}
+    mlb = MultiLabelBinarizer(classes=labels)
+    yt = mlb.fit_transform([[str(c) for c in row] for row in y_true])
+    yp = mlb.transform([[str(c) for c in row] for row in y_pred])
+    p, r, f, s = precision_recall_fscore_support(yt, yp, zero_division=np.nan)
+    mccs = [float(matthews_corrcoef(yt[:, j], yp[:, j])) for j in range(len(labels))]
+    out.update({
+        "accuracy": float(accuracy_score(yt, yp)),  # subset accuracy: the whole label set right
+        "hamming_loss": float(hamming_loss(yt, yp)),
+        "mcc": float(np.mean(mccs)),
+        "f1_micro": float(f1_score(yt, yp, average="micro", zero_division=0)),
+        "f1_macro": float(f1_score(yt, yp, average="macro", zero_division=0)),
+        "f1_weighted": float(f1_score(yt, yp, average="weighted", zero_division=0)),
+        "per_class": {c: {"precision": _defined(p[j]), "recall": _defined(r[j]), "f1": float(np.nan_to_num(f[j])),
+                          "support": int(s[j]), "mcc": mccs[j]} for j, c in enumerate(labels)},
+        "confusion_matrix": {"labels": labels, "per_label": "[[tn, fp], [fn, tp]]",
+                             "matrix": multilabel_confusion_matrix(yt, yp).tolist()},
+    })
+    out["f1"] = out["f1_macro"]
+    if ids is not None:
+        out["false_predictions"] = [
+            {"id": ids[i], "true": sorted(map(str, y_true[i])), "predicted": sorted(map(str, y_pred[i])),
+             "probability": [round(float(x), 4) for x in proba[i]] if proba is not None else None}
+            for i in range(len(y_true)) if set(map(str, y_true[i])) != set(map(str, y_pred[i]))]
+    return out
+
+
 def positive_class(classes: Sequence[str]) -> str | None:
     """The class whose F1 is the headline of a binary scheme: ``true`` for a boolean label, else conventional
     names (spam, positive, 1, yes), else None (macro F1)."""

@@ -88,26 +88,35 @@ class RNNClassifier(TextClassifier):
         cells = {"simple_rnn": keras.layers.SimpleRNN, "gru": keras.layers.GRU, "lstm": keras.layers.LSTM}
         if self.cell not in cells:
             raise ValueError(f"cell must be one of {sorted(cells)}, got {self.cell!r}")
-        binary = len(self.classes_) == 2
+        binary = len(self.classes_) == 2 and not self.multilabel_
         model = keras.Sequential([
             keras.Input(shape=(self.seq_len_,), dtype="int32"),
             keras.layers.Embedding(n_vocab, self.embedding_dim),
             keras.layers.SpatialDropout1D(self.spatial_dropout),
             cells[self.cell](self.units),
-            keras.layers.Dense(1 if binary else len(self.classes_), activation="sigmoid" if binary else "softmax"),
+            keras.layers.Dense(1 if binary else len(self.classes_),
+                               activation="sigmoid" if binary or self.multilabel_ else "softmax"),
         ])
         self._compile(model)
         return model
 
     def _compile(self, model: Any) -> None:
         keras = _keras()
-        binary = len(self.classes_) == 2
+        binary = (len(self.classes_) == 2) or self.multilabel_
         model.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
                       loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
                       metrics=["accuracy"])
 
-    def _targets(self, labels: Sequence[str]) -> np.ndarray:
+    def _targets(self, labels: Sequence[Any]) -> np.ndarray:
         index = {c: i for i, c in enumerate(self.classes_)}
+        if self.multilabel_:  # multi-hot rows
+            y = np.zeros((len(labels), len(self.classes_)), dtype="float32")
+            for r, row in enumerate(labels):
+                for lab in row:
+                    if str(lab) not in index:
+                        raise ValueError(f"label {lab!r} is not among the fitted classes {list(self.classes_)}")
+                    y[r, index[str(lab)]] = 1.0
+            return y
         unknown = sorted({str(y) for y in labels} - set(index))
         if unknown:
             raise ValueError(f"labels not among the fitted classes {list(self.classes_)}: {unknown}")
@@ -123,7 +132,11 @@ class RNNClassifier(TextClassifier):
         keras = _keras()
         if len(texts) != len(labels):
             raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
-        classes = np.array(sorted({str(y) for y in labels}))
+        self.multilabel_ = is_multilabel(labels)
+        if self.multilabel_:
+            classes = np.array(sorted({str(lab) for row in labels for lab in row}))
+        else:
+            classes = np.array(sorted({str(y) for y in labels}))
         if len(classes) < 2:
             raise ValueError(f"need at least 2 classes to train, got {list(classes)}")
         if self.random_state is not None:
@@ -173,9 +186,16 @@ class RNNClassifier(TextClassifier):
         for i in range(0, len(x), 1024):  # predict_on_batch avoids predict()'s ~50 ms tf.data set-up per call
             out.append(np.asarray(self.model_.predict_on_batch(x[i:i + 1024])))
         p = np.concatenate(out).astype("float64")
-        if len(self.classes_) == 2:
+        if len(self.classes_) == 2 and not self.multilabel_:
             p = np.hstack([1.0 - p, p])
         return p
+
+    def predict(self, texts: Sequence[str]) -> Any:
+        """Class names; for a multilabel model, a tuple of the labels whose probability is >= 0.5 per text."""
+        if not getattr(self, "multilabel_", False):
+            return super().predict(texts)
+        p = self.predict_proba(texts)
+        return [tuple(self.classes_[j] for j in np.flatnonzero(row >= 0.5)) for row in p]
 
     def save(self, folder: Path) -> None:
         self._check_fitted()
@@ -183,6 +203,7 @@ class RNNClassifier(TextClassifier):
         self.model_.save(folder / MODEL_FILE, include_optimizer=False)
         write_json(folder / VOCAB_FILE, self.vectorizer_.get_vocabulary())
         write_json(folder / PARAMS_FILE, {"params": self.get_params(), "classes": list(self.classes_),
+                                          "multilabel": bool(self.multilabel_),
                                           "seq_len": self.seq_len_})
 
     @classmethod
@@ -192,6 +213,7 @@ class RNNClassifier(TextClassifier):
         meta = read_json(folder / PARAMS_FILE)
         clf = cls(**meta["params"])
         clf.classes_ = np.array(meta["classes"])
+        clf.multilabel_ = bool(meta.get("multilabel", False))
         clf.seq_len_ = int(meta["seq_len"])
         clf.vectorizer_ = clf._make_vectorizer(read_json(folder / VOCAB_FILE))
         clf.model_ = keras.models.load_model(folder / MODEL_FILE, compile=False)
@@ -200,4 +222,9 @@ class RNNClassifier(TextClassifier):
         return clf
 
 
-__all__ = ["RNNClassifier", "NotFittedError"]
+def is_multilabel(labels: Sequence[Any]) -> bool:
+    """Labels given as lists/tuples/sets of class names (one row per text) mean a multilabel scheme."""
+    return len(labels) > 0 and isinstance(labels[0], (list, tuple, set, frozenset))
+
+
+__all__ = ["RNNClassifier", "NotFittedError", "is_multilabel"]
