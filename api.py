@@ -181,8 +181,9 @@ def next_documents(project_id: int) -> Any:
         counts: dict[str, int] = {}
         for d, value, _ in current_labels(db, project_id):
             if not d.is_test:
-                c = class_name(json.loads(value))
-                counts[c] = counts.get(c, 0) + 1
+                v = json.loads(value)
+                for c in (v if isinstance(v, list) else [class_name(v)]):
+                    counts[c] = counts.get(c, 0) + 1
     rows = [r for r in rows if r[0] not in labelled]
     classes = (champion.classes or {}).get("names", []) if champion else []
     scored = [r for r in rows if r[3] and r[3].get("classes") == classes] if champion else []
@@ -200,14 +201,20 @@ def next_documents(project_id: int) -> Any:
                        note="cold start: fewer than COLD_START_MIN confirmed examples in some class (or no "
                             "model yet); documents are picked at random", documents=docs)
     proba = np.array([r[3]["p"] for r in scored], dtype=float)
+    multilabel = bool(scored[0][3].get("multilabel"))
     try:
         idx, scores = query(proba, n, strategy, texts=[r[2] for r in scored], regex=regex,
                             label_index=classes.index(label) if label in classes else None,
-                            multilabel=False, seed=project_id)
+                            multilabel=multilabel, seed=project_id)
     except QueryError as exc:
         raise ApiError(400, str(exc)) from None
-    docs = [{"docid": scored[i][1], "score": float(sc), "predicted": classes[int(np.argmax(proba[i]))],
-             "probability": float(np.max(proba[i]))} for i, sc in zip(idx, scores)]
+    if multilabel:
+        docs = [{"docid": scored[i][1], "score": float(sc),
+                 "predicted": [c for c, p in zip(classes, proba[i]) if p >= 0.5],
+                 "probability": dict(zip(classes, map(float, proba[i])))} for i, sc in zip(idx, scores)]
+    else:
+        docs = [{"docid": scored[i][1], "score": float(sc), "predicted": classes[int(np.argmax(proba[i]))],
+                 "probability": float(np.max(proba[i]))} for i, sc in zip(idx, scores)]
     return jsonify(project_id=project_id, strategy=strategy, cold_start=False, champion=champion.version,
                    documents=docs)
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from sqlalchemy import func, select
@@ -44,6 +44,24 @@ class TrainResult:
     mode: str
     status: str  # champion | rejected
     champion_id: int | None  # the version in service after this run
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """A project's labels: one (binary/multiclass) or several booleans (multilabel)."""
+
+    kind: str  # single | multilabel
+    ids: tuple[str, ...]  # platform label ids (m_N)
+    names: tuple[str, ...]  # their names: the class names of a multilabel model
+    type: str | None  # boolean | enum | None (single: inferred from values)
+
+
+def classes_of(ys: Sequence[Any]) -> list[str]:
+    """The sorted classes of label rows: names, or tuples of names (multilabel)."""
+    out: set[str] = set()
+    for y in ys:
+        out.update(y if isinstance(y, tuple) else (y,))
+    return sorted(out)
 
 
 def class_value(name: str, label_type: str | None) -> Any:
@@ -91,23 +109,83 @@ class Loop:
             self._label_defs[project.id] = self.client(project.platform).get_label_defs(project.owner, project.name)
         return self._label_defs[project.id]
 
-    def resolve_label(self, project_id: int) -> tuple[str, str | None]:
-        """The project's label id (m_N) and type, from its configured name or its first document label."""
+    def resolve_scheme(self, project_id: int, refresh: bool = False) -> Scheme:
+        """The project's label scheme from its configured label(s) and the platform's legend.
+
+        ``a+b+c`` configures a multilabel scheme of those boolean labels; one name, a single label; nothing:
+        several boolean labels (and nothing else) form a multilabel scheme, else the first label is used.
+        A multilabel scheme is re-read at each retrain (``refresh``): a label added on the platform extends it,
+        a removed one stops being trained on.
+        """
         with self.store.session() as s:
             p = s.get(Project, project_id)
-            if p.label_id:
-                return p.label_id, p.label_type
-            defs = self.label_defs(p, refresh=True)
-            pick = [d for d in defs if d.name == p.label_name or d.id == p.label_name] if p.label_name else defs
-            if not pick:
+            if not refresh and p.label_type == "multilabel" and p.label_ids:
+                return Scheme("multilabel", tuple(i for i, _ in p.label_ids), tuple(n for _, n in p.label_ids),
+                              "boolean")
+            if not refresh and p.label_id:
+                return Scheme("single", (p.label_id,), (p.label_id,), p.label_type)
+            defs = [d for d in self.label_defs(p, refresh=True) if d.id.startswith("m_")]
+            spec = p.label_name
+            if "+" in spec:
+                wanted = [w.strip() for w in spec.split("+") if w.strip()]
+                picks = [d for d in defs if d.name in wanted or d.id in wanted]
+                missing = sorted(set(wanted) - {d.name for d in picks} - {d.id for d in picks})
+                if missing:
+                    raise EventRejected(f"project {p.owner}/{p.name} has no document label(s) {missing}; "
+                                        f"legend: {[d.name for d in defs]}")
+                multi = True
+            elif spec:
+                picks, multi = [d for d in defs if d.name == spec or d.id == spec], False
+            else:
+                booleans = [d for d in defs if d.type == "boolean"]
+                multi = len(booleans) >= 2 and len(booleans) == len(defs)
+                picks = booleans if multi else defs[:1]
+            if not picks:
                 raise EventRejected(f"project {p.owner}/{p.name} has no document label "
-                                    f"{p.label_name or '(any)'}; legend: {[d.name for d in defs]}")
-            d = pick[0]
+                                    f"{spec or '(any)'}; legend: {[d.name for d in defs]}")
+            if multi:
+                bad = [d.name for d in picks if d.type not in (None, "boolean")]
+                if bad:
+                    raise EventRejected(f"a multilabel scheme needs boolean labels; {bad} are not")
+                p.label_type, p.label_id = "multilabel", None
+                p.label_ids = [[d.id, d.name] for d in picks]
+                return Scheme("multilabel", tuple(d.id for d in picks), tuple(d.name for d in picks), "boolean")
+            d = picks[0]
             if d.type not in (None, "boolean", "enum"):
                 raise EventRejected(f"document label {d.name} ({d.id}) has type {d.type}; prelabel classifies "
                                     "boolean and enum labels")
-            p.label_id, p.label_type = d.id, d.type
-            return d.id, d.type
+            p.label_id, p.label_type, p.label_ids = d.id, d.type, None
+            return Scheme("single", (d.id,), (d.name,), d.type)
+
+    def resolve_label(self, project_id: int) -> tuple[str, str | None]:
+        """Single-label projects: the label id (m_N) and type."""
+        scheme = self.resolve_scheme(project_id)
+        return scheme.ids[0], scheme.type
+
+    def ground_truth_value(self, ann: Any, scheme: Scheme) -> tuple[Any, str]:
+        """The document's ground-truth value under ``scheme`` (None when it has none) and who set it.
+
+        Multilabel: the sorted names of the scheme's labels set to true on a document that counts as ground
+        truth (confirmed, or by policy touched by a person); labels left unset are false. A document still
+        carrying a model's pre-label in the scheme does not count.
+        """
+        if scheme.kind == "single":
+            meta = ann.metas.get(scheme.ids[0])
+            ok = meta is not None and is_ground_truth(ann, meta, self.policy)
+            return (meta.value if ok else None), (",".join(meta.confidence.who) if meta is not None else "")
+        metas = [(name, ann.metas.get(i)) for i, name in zip(scheme.ids, scheme.names)]
+        present = [(n, m) for n, m in metas if m is not None]
+        who = ",".join(sorted({w for _, m in present for w in m.confidence.who}))
+        if any(m.confidence.is_ml for _, m in present):
+            return None, who
+        if not (ann.anncomplete or (self.policy is GroundTruthPolicy.ANNCOMPLETE_OR_USER
+                                    and any(m.confidence.is_user for _, m in present))):
+            return None, who
+        for n, m in present:
+            if not isinstance(m.value, bool):
+                raise EventRejected(f"label {n} of a multilabel scheme is boolean; got {m.value!r} "
+                                    f"({type(m.value).__name__})")
+        return sorted(n for n, m in present if m.value is True), who
 
     def _check_value(self, s: Any, project: Project, defs: list[LabelDef], value: Any) -> None:
         d = next((d for d in defs if d.id == project.label_id), None)
@@ -138,7 +216,7 @@ class Loop:
             docid, member = ev.doc_id, ev.member
         if member != self.settings.tagtog_member:
             return f"ignored: member version {member!r} (prelabel reads {self.settings.tagtog_member!r})"
-        label_id, _ = self.resolve_label(project.id)
+        scheme = self.resolve_scheme(project.id)
         client = self.client(project.platform)
         try:
             ann = client.get_annjson(project.owner, project.name, docid, member)
@@ -154,11 +232,10 @@ class Loop:
         if unknown:
             raise EventRejected(f"ann.json of {docid} has unknown label id(s) {unknown}; "
                                 f"legend: {sorted(d.id for d in defs)}")
-        meta = ann.metas.get(label_id)
-        value = meta.value if meta is not None and is_ground_truth(ann, meta, self.policy) else None
+        value, who = self.ground_truth_value(ann, scheme)
         with self.store.session() as s:
             project = s.get(Project, project.id)
-            if value is not None:
+            if value is not None and scheme.kind == "single":
                 self._check_value(s, project, defs, value)
             doc = s.scalar(select(Document).filter_by(project_id=project.id, platform_id=docid))
             if doc is None:
@@ -168,7 +245,6 @@ class Loop:
                                folder=folder, is_test=self.in_test_folder(folder))
                 s.add(doc)
                 s.flush()
-            who = ",".join(meta.confidence.who) if meta is not None else ""
             changed = self._set_label(s, project, doc, value, who, event_id)
         if not changed:
             return "unchanged"
@@ -225,7 +301,7 @@ class Loop:
                 return 0
             known = set(s.scalars(select(Document.platform_id).where(Document.project_id == p.id,
                                                                       Document.platform_id.is_not(None))))
-        label_id, _ = self.resolve_label(p.id)
+        scheme = self.resolve_scheme(p.id)
         client = self.client(p.platform)
         n = 0
         for hit in client.search(p.owner, p.name, self.settings.tagtog_sync_query):
@@ -239,8 +315,11 @@ class Loop:
             except FormatError as exc:
                 logger.warning("sync %s/%s: skipping %s: %s", p.owner, p.name, hit.docid, exc)
                 continue
-            meta = ann.metas.get(label_id)
-            value = meta.value if meta is not None and is_ground_truth(ann, meta, self.policy) else None
+            try:
+                value, who = self.ground_truth_value(ann, scheme)
+            except EventRejected as exc:
+                logger.warning("sync %s/%s: label of %s ignored: %s", p.owner, p.name, hit.docid, exc)
+                value, who = None, ""
             with self.store.session() as s:
                 proj = s.get(Project, p.id)
                 doc = Document(project_id=p.id, platform_id=hit.docid, filename=hit.filename, text=text,
@@ -249,8 +328,9 @@ class Loop:
                 s.flush()
                 if value is not None:
                     try:
-                        self._check_value(s, proj, self.label_defs(proj), value)
-                        self._set_label(s, proj, doc, value, ",".join(meta.confidence.who), None)
+                        if scheme.kind == "single":
+                            self._check_value(s, proj, self.label_defs(proj), value)
+                        self._set_label(s, proj, doc, value, who, None)
                     except EventRejected as exc:
                         logger.warning("sync %s/%s: label of %s ignored: %s", p.owner, p.name, hit.docid, exc)
             known.add(hit.docid)
@@ -263,25 +343,36 @@ class Loop:
 
     # -- 3. retrain -----------------------------------------------------------------------------------------
     def _training_rows(self, project_id: int, allowed: set[str] | None = None
-                       ) -> tuple[list[tuple[str, str, str, bool]], int]:
-        """(document key, text, class, is_test) of every current ground-truth label whose class is ``allowed``
-        (None = all), and the last label id."""
+                       ) -> tuple[list[tuple[str, str, Any, bool]], int]:
+        """(document key, text, class, is_test) of every current ground-truth label, and the last label id.
+        The class is a name, or a tuple of names for a multilabel scheme. Classes not ``allowed`` (None = all)
+        are left out: a single-label row is dropped, a multilabel row loses that label."""
         with self.store.session() as s:
             rows = current_labels(s, project_id)
             max_label = s.scalar(select(func.max(Label.id)).where(Label.project_id == project_id)) or 0
-            out = [(d.platform_id or d.text_hash, d.text, class_name(json.loads(v)), bool(d.is_test))
-                   for d, v, _ in rows]
-        return [r for r in out if allowed is None or r[2] in allowed], max_label
+            out = []
+            for d, v, _ in rows:
+                value = json.loads(v)
+                y: Any = tuple(value) if isinstance(value, list) else class_name(value)
+                if allowed is not None:
+                    if isinstance(y, tuple):
+                        y = tuple(c for c in y if c in allowed)
+                    elif y not in allowed:
+                        continue
+                out.append((d.platform_id or d.text_hash, d.text, y, bool(d.is_test)))
+        return out, max_label
 
     def allowed_classes(self, project_id: int) -> set[str] | None:
         """The enum options the platform still defines (a removed option stops being trained on); None when
         the platform does not say (boolean labels, or only a legend)."""
         with self.store.session() as s:
             p = s.get(Project, project_id)
-            label_id = p.label_id
+            label_id, multi = p.label_id, p.label_type == "multilabel"
         try:
+            if multi:  # the scheme's labels as the platform defines them now
+                return set(self.resolve_scheme(project_id, refresh=True).names)
             defs = self.label_defs(p, refresh=True)
-        except (PlatformError, PlatformUnavailable) as exc:
+        except (PlatformError, PlatformUnavailable, EventRejected) as exc:
             logger.warning("label definitions unavailable (%s); training on every label", exc)
             return None
         d = next((d for d in defs if d.id == label_id), None)
@@ -295,12 +386,12 @@ class Loop:
                 return False
             known = set((s.get(ModelVersion, p.champion_id).classes or {}).get("names", []))
         rows, _ = self._training_rows(project_id)
-        return any(y not in known for _, _, y, is_test in rows if not is_test)
+        return bool(set(classes_of([y for _, _, y, is_test in rows if not is_test])) - known)
 
     def train(self, project_id: int) -> TrainResult | None:
         """Train a candidate on every current ground-truth label, score it on the validation split (and the test
         set), and promote it only if it is not worse than the champion. None if there are too few labels."""
-        from model.evaluate import evaluate, positive_class  # noqa: PLC0415
+        from model.evaluate import evaluate, evaluate_multilabel, positive_class  # noqa: PLC0415
         from model.factory import make_classifier  # noqa: PLC0415
 
         cfg = self.settings
@@ -313,14 +404,14 @@ class Loop:
                                      .where(ModelVersion.project_id == project_id)) or 0) + 1
         test = [(k, t, y) for k, t, y, is_test in data if is_test]
         pool = [(k, t, y) for k, t, y, is_test in data if not is_test]
-        classes = sorted({y for _, _, y in pool})
+        classes = classes_of([y for _, _, y in pool])
         if len(pool) < cfg.min_labels or len(classes) < 2:
             logger.info("project %s: %d labels in %d classes; waiting for %d labels in 2+ classes", slug, len(pool),
                         len(classes), cfg.min_labels)
             return None
         train = [r for r in pool if not is_holdout(r[0], cfg.holdout_fraction)]
         val = [r for r in pool if is_holdout(r[0], cfg.holdout_fraction)]
-        if len({y for _, _, y in train}) < 2:  # tiny data: every class must be seen in training
+        if len(classes_of([y for _, _, y in train])) < 2:  # tiny data: every class must be seen in training
             train, val = pool, []
         x_tr, y_tr = [t for _, t, _ in train], [y for _, _, y in train]
         validation = ([t for _, t, _ in val], [y for _, _, y in val]) if val else None
@@ -329,7 +420,7 @@ class Loop:
         if (champion_id and len(pool) >= cfg.warm_min_labels
                 and len(pool) < cfg.full_refit_growth * max(labels_at_full, 1)):
             clf = self._load_copy(champion_id)  # never train the champion in place: the candidate may lose
-            if list(clf.classes_) == sorted(set(y_tr)):
+            if list(clf.classes_) == classes_of(y_tr):
                 mode = "warm"
                 clf.refit(x_tr, y_tr, epochs=cfg.warm_epochs, lr_factor=cfg.warm_lr_factor, validation=validation)
         if mode == "full":
@@ -337,18 +428,23 @@ class Loop:
                                   random_state=cfg.model_seed)
             clf.fit(x_tr, y_tr, validation=validation)
         seconds = time.perf_counter() - t0
-        positive = positive_class(clf.classes_)
+        multilabel = bool(getattr(clf, "multilabel_", False))
+        positive = None if multilabel else positive_class(clf.classes_)
 
-        def score(rows: list[tuple[str, str, str]], model: Any, dataset: str) -> dict[str, Any]:
+        def score(rows: list[tuple[str, str, Any]], model: Any, dataset: str) -> dict[str, Any]:
             texts = [t for _, t, _ in rows]
             proba = model.predict_proba(texts) if rows else None
+            ids, y = [k for k, _, _ in rows], [y for _, _, y in rows]
+            if multilabel:
+                pred = [tuple(model.classes_[j] for j in np.flatnonzero(r >= 0.5)) for r in proba] if rows else []
+                return evaluate_multilabel(y, pred, model.classes_, proba=proba, ids=ids, dataset=dataset)
             pred = model.classes_[np.argmax(proba, axis=1)] if rows else []
-            return evaluate([y for _, _, y in rows], pred, model.classes_, positive, proba=proba,
-                            ids=[k for k, _, _ in rows], dataset=dataset)
+            return evaluate(y, pred, model.classes_, positive, proba=proba, ids=ids, dataset=dataset)
 
         metrics = score(val, clf, "validation")
         test_metrics = score(test, clf, "test") if test else {}
-        now_classes = sorted({y for _, _, y, is_test in self._training_rows(project_id, allowed)[0] if not is_test})
+        now_classes = classes_of([y for _, _, y, is_test in self._training_rows(project_id, allowed)[0]
+                                  if not is_test])
         if now_classes != list(clf.classes_):
             status = "rejected"
             reason = f"the label scheme changed while training ({list(clf.classes_)} -> {now_classes}); retraining"
@@ -357,7 +453,8 @@ class Loop:
             status, reason = self._gate(project_id, champion_id, clf, val, metrics, score)
         history = getattr(clf, "history_", {})
         meta = {"family": clf.family, "version": next_version, "mode": mode, "status": status, "reason": reason,
-                "classes": list(clf.classes_), "label_values": [class_value(c, label_type) for c in clf.classes_],
+                "classes": list(clf.classes_), "multilabel": multilabel,
+                "label_values": list(clf.classes_) if multilabel else [class_value(c, label_type) for c in clf.classes_],
                 "label_type": label_type, "params": clf.get_params(), "metrics": metrics, "test_metrics": test_metrics,
                 "history": history, "n_train": len(train), "n_validation": len(val), "n_test": len(test),
                 "trained_through_label": max_label, "train_seconds": seconds, "trained_at": utcnow().isoformat() + "Z"}
@@ -365,7 +462,8 @@ class Loop:
         with self.store.session() as s:
             mv = ModelVersion(project_id=project_id, version=next_version, family=clf.family, mode=mode,
                               path=str(folder), params=clf.get_params(), metrics=metrics, test_metrics=test_metrics,
-                              history=history, classes={"names": list(clf.classes_), "label_type": label_type},
+                              history=history, classes={"names": list(clf.classes_), "label_type": label_type,
+                                                        "multilabel": multilabel},
                               n_train=len(train), n_holdout=len(val), train_seconds=seconds,
                               status="candidate", reason=reason)
             s.add(mv)
@@ -447,7 +545,8 @@ class Loop:
         with self.store.session() as s:
             s.query(Prediction).filter_by(project_id=project_id).delete()
             s.add_all([Prediction(document_id=d, project_id=project_id, model_version_id=version_id,
-                                  proba={"classes": classes, "p": [round(float(x), 6) for x in row]})
+                                  proba={"classes": classes, "p": [round(float(x), 6) for x in row],
+                                         "multilabel": bool(getattr(clf, "multilabel_", False))})
                        for (d, _), row in zip(docs, proba)])
         return len(docs)
 
@@ -459,9 +558,11 @@ class Loop:
         proba = clf.predict_proba(texts)
         strategy = cfg.al_strategy
         counts = {c: 0 for c in clf.classes_}
+        multilabel = bool(getattr(clf, "multilabel_", False))
         for _, _, y, is_test in self._training_rows(project_id)[0]:
-            if not is_test and y in counts:
-                counts[y] += 1
+            for c in (y if isinstance(y, tuple) else (y,)):
+                if not is_test and c in counts:
+                    counts[c] += 1
         if min(counts.values()) < cfg.cold_start_min:
             strategy = "random"
         label_index = list(clf.classes_).index(cfg.al_label) if cfg.al_label in clf.classes_ else None
@@ -469,7 +570,7 @@ class Loop:
             strategy = "least_confidence"
             logger.warning("AL_LABEL %r is not a class %s; using least_confidence", cfg.al_label, list(clf.classes_))
         idx, scores = query(proba, n, strategy, texts=texts, regex=cfg.al_regex or None, label_index=label_index,
-                            seed=cfg.model_seed + len(texts))
+                            multilabel=multilabel, seed=cfg.model_seed + len(texts))
         tag = "cold_start:random" if strategy == "random" and cfg.al_strategy != "random" else strategy
         return idx, np.asarray([proba[i] for i in idx]).reshape(len(idx), -1), tag + (
             f"[{cfg.al_regex}]" if cfg.al_regex else "")
@@ -496,12 +597,21 @@ class Loop:
             return 0
         chosen, chosen_proba, strategy = self.choose(project_id, clf, texts, cfg.prelabel_k)
         who = f"ml:prelabel-v{version}"
+        scheme = self.resolve_scheme(project_id)
+        name_to_id = dict(zip(scheme.names, scheme.ids))
         client = self.client(platform)
         n = 0
         for i, row in zip(chosen, chosen_proba):
-            k = int(np.argmax(row))
-            value, prob = class_value(clf.classes_[k], label_type), float(row[k])
-            prob = min(max(prob, 1e-6), 1.0)  # tagtog's prob is in (0, 1]
+            if scheme.kind == "multilabel":  # every label of the scheme: true/false with its own probability
+                marks = [(name_to_id[c], bool(p >= 0.5), float(p if p >= 0.5 else 1.0 - p))
+                         for c, p in zip(clf.classes_, row) if c in name_to_id]
+                value = sorted(c for c, p in zip(clf.classes_, row) if p >= 0.5)
+                prob = float(np.mean([m[2] for m in marks])) if marks else 0.5
+            else:
+                k = int(np.argmax(row))
+                value, prob = class_value(clf.classes_[k], label_type), float(row[k])
+                marks = [(label_id, value, prob)]
+            marks = [(lid, v, min(max(pr, 1e-6), 1.0)) for lid, v, pr in marks]  # tagtog's prob is in (0, 1]
             if i < len(docs):
                 doc_id = docs[i][0]
                 if doc_id in done:
@@ -519,8 +629,10 @@ class Loop:
                 if has_human_label(current):  # a person got there first: never overwrite
                     continue
                 html = client.get_plain_html(owner, name, docid)
-                client.upload_anndoc(owner, name, [AnndocUpload(
-                    docid, html, with_prelabel(current, label_id, value, prob, who))], member=cfg.tagtog_member)
+                ann = current
+                for lid, v, pr in marks:
+                    ann = with_prelabel(ann, lid, v, pr, who)
+                client.upload_anndoc(owner, name, [AnndocUpload(docid, html, ann)], member=cfg.tagtog_member)
             except NotFound:
                 continue
             with self.store.session() as s:  # remembered at once: a retried job skips what is done

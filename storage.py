@@ -28,7 +28,7 @@ def text_hash(text: str) -> str:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON}
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
 class Project(Base):
@@ -40,7 +40,8 @@ class Project(Base):
     name: Mapped[str] = mapped_column(String(200))
     label_name: Mapped[str] = mapped_column(String(200), default="")  # configured; "" = first document label
     label_id: Mapped[str | None] = mapped_column(String(64))  # resolved from the platform's legend (m_N)
-    label_type: Mapped[str | None] = mapped_column(String(32))  # boolean | enum | None (unknown: inferred)
+    label_type: Mapped[str | None] = mapped_column(String(32))  # boolean | enum | multilabel | None (inferred)
+    label_ids: Mapped[list[Any] | None] = mapped_column(JSON)  # multilabel: [[m_N, name], ...]
     retrain_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     training_since: Mapped[datetime | None] = mapped_column(DateTime)  # set while a retrain runs
     labels_at_full_fit: Mapped[int] = mapped_column(Integer, default=0)
@@ -258,7 +259,7 @@ class Store:
                     s.rollback()
                     return self.ensure_project(platform, owner, name, label_name)
             elif label_name and p.label_name != label_name:
-                p.label_name, p.label_id, p.label_type = label_name, None, None
+                p.label_name, p.label_id, p.label_type, p.label_ids = label_name, None, None, None
             return p.id
 
     def find_project_id(self, platform: str, owner: str, name: str) -> int | None:
@@ -374,7 +375,9 @@ class Store:
             by_state = dict(s.execute(select(Event.state, func.count()).where(Event.project_id == p.id)
                                       .group_by(Event.state)).all())
             return {"id": p.id, "platform": p.platform, "owner": p.owner, "name": p.name,
-                    "label": {"name": p.label_name, "id": p.label_id, "type": p.label_type},
+                    "label": {"name": p.label_name, "id": p.label_id, "type": p.label_type,
+                              "scheme": "multilabel" if p.label_type == "multilabel" else "single",
+                              "labels": [n for _, n in p.label_ids] if p.label_ids else None},
                     "documents": n_docs, "labels": len(labels),
                     "events": by_state, "uploads": n_up,
                     "prelabels_reviewed": {"accepted": dict(acc).get(True, 0), "changed": dict(acc).get(False, 0)},
