@@ -151,6 +151,19 @@ def promote(project_id: int, version: int) -> Any:
     return jsonify(v), 200
 
 
+@bp.post("/projects/<int:project_id>/cross-validate")
+def cross_validate(project_id: int) -> Any:
+    """Queue a k-fold cross-validation (default 10) of the current configuration; read it later on the champion
+    version (``cv``). For small data: each fold is a full fit."""
+    admin()
+    summary = _project(project_id)
+    folds = _int_arg("folds", 10, 2, 20)
+    if summary["champion"] is None:
+        raise ApiError(409, "no champion yet: cross-validation is stored on the champion version")
+    current_app.extensions["prelabel.cv"](project_id, folds)
+    return jsonify(status="queued", project_id=project_id, folds=folds), 202
+
+
 @bp.get("/projects/<int:project_id>/next")
 def next_documents(project_id: int) -> Any:
     """Documents to annotate next, best first, with their scores, from the champion's stored probabilities."""

@@ -127,6 +127,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["prelabel.enqueue"] = jobs.enqueue_event
     app.extensions["prelabel.retrain"] = jobs.retrain
     app.extensions["prelabel.refresh"] = jobs.refresh_champion
+    app.extensions["prelabel.cv"] = jobs.cross_validate
     app.register_blueprint(bp)
     app.register_blueprint(api.bp)
     _json_errors(app)

@@ -147,6 +147,17 @@ def refresh_champion(project_id: int) -> str:
     return f"{loop.prelabel(project_id, champion_id)} pre-labels"
 
 
+@huey.task()
+def cross_validate(project_id: int, folds: int) -> str:
+    """k-fold cross-validation on demand; the result lands on the champion version (``cv``)."""
+    try:
+        r = get_loop().cross_validate(project_id, folds)
+    except ValueError as exc:
+        logger.warning("cross-validation of project %d refused: %s", project_id, exc)
+        return str(exc)
+    return f"macro F1 {r['f1_macro_mean']:.3f} +/- {r['f1_macro_std']:.3f}"
+
+
 @huey.periodic_task(crontab(minute="*"))
 def sweep() -> None:
     """Nothing accepted is lost: re-enqueue events whose enqueue went missing, and retrains nobody runs."""

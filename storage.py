@@ -141,6 +141,7 @@ class ModelVersion(Base):
     reason: Mapped[str | None] = mapped_column(Text, default="")
     test_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=dict)
     history: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=dict)  # loss per epoch, train and validation
+    cv: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # k-fold cross-validation on demand
 
     def to_dict(self, full: bool = False) -> dict[str, Any]:
         m = self.metrics or {}
@@ -151,7 +152,7 @@ class ModelVersion(Base):
                "f1_macro": m.get("f1_macro"), "dataset": m.get("dataset", "validation"),
                "classes": self.classes, "created_at": _iso(self.created_at)}
         if full:
-            out.update(metrics=m, test_metrics=self.test_metrics or None, history=self.history or {})
+            out.update(metrics=m, test_metrics=self.test_metrics or None, history=self.history or {}, cv=self.cv)
         return out
 
 

@@ -116,3 +116,18 @@ def test_openapi_documents_every_route(trained):
     documented = {(p, m) for p, ops in spec["paths"].items() for m in ops}
     assert app_routes == documented
     assert json.loads((ROOT / "openapi.json").read_text())["openapi"].startswith("3.")
+
+
+def test_cross_validation_on_demand(trained):
+    c, loop, pid, calls, _ = trained
+    cv_calls = []
+    c.application.extensions["prelabel.cv"] = lambda p, k: cv_calls.append((p, k))
+    assert c.post(f"/api/v1/projects/{pid}/cross-validate?folds=1", headers=ADMIN).status_code == 400
+    assert c.post(f"/api/v1/projects/{pid}/cross-validate?folds=5", headers=ADMIN).status_code == 202
+    assert cv_calls == [(pid, 5)]
+    r = loop.cross_validate(pid, folds=5)  # what the worker runs
+    assert r["folds"] == 5 and len(r["per_fold"]) == 5 and r["n_labels"] == 200
+    assert 0.5 < r["f1_macro_mean"] <= 1 and r["f1_macro_std"] >= 0
+    assert c.get(f"/api/v1/projects/{pid}/versions/1").json["cv"]["folds"] == 5
+    with pytest.raises(ValueError, match="small data"):
+        loop.cross_validate(pid, folds=5, max_labels=100)
