@@ -64,11 +64,14 @@ def macro_f1(clf: RNNClassifier, texts: list[str], labels: list[Any], classes: l
     return evaluate(labels, pred, classes)["f1_macro"]
 
 
+CELL = {"cell": "simple_rnn"}  # the service's default family; --cell changes it
+
+
 def fit(texts: list[str], labels: list[Any], seed: int) -> RNNClassifier | None:
     flat = {c for row in labels for c in row} if isinstance(labels[0], tuple) else set(labels)
     if len(flat) < 2:
         return None
-    return RNNClassifier(random_state=seed).fit(texts, labels)
+    return RNNClassifier(random_state=seed, cell=CELL["cell"]).fit(texts, labels)
 
 
 def run(name: str, seed: int, strategies: Sequence[str], schedule: Sequence[int]) -> dict[str, Any]:
@@ -125,18 +128,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="42,43,44")
     ap.add_argument("--strategies", default="random,least_confidence,entropy,margin")
     ap.add_argument("--max-labels", type=int, default=1000, help="last point of the schedule (up to 3000)")
+    ap.add_argument("--cell", default="simple_rnn", choices=["simple_rnn", "gru", "lstm"],
+                    help="recurrent layer (default: the service default, simple_rnn)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
+    CELL["cell"] = args.cell
     logging.basicConfig(level="INFO", format="%(asctime)s %(message)s")
     strategies = args.strategies.split(",")
     schedule = [b for b in SCHEDULE if b <= args.max_labels]
     args.out.mkdir(parents=True, exist_ok=True)
     results = [run(d, int(s), strategies, schedule) for d in args.datasets.split(",") for s in args.seeds.split(",")]
-    (args.out / "learning_curves.json").write_text(json.dumps(results, indent=1))
+    stem = "learning_curves" + ("" if args.cell == "simple_rnn" else f"_{args.cell}")
+    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1))
+    print(f"model: RNN with {args.cell}")
     summary = report(results, strategies, schedule)
-    plot(results, strategies, schedule, args.out / "learning_curves.png")
-    (args.out / "learning_curves_summary.json").write_text(json.dumps(summary, indent=1))
-    print(f"wrote {args.out / 'learning_curves.json'} and {args.out / 'learning_curves.png'}")
+    plot(results, strategies, schedule, args.out / f"{stem}.png")
+    (args.out / f"{stem}_summary.json").write_text(json.dumps(summary, indent=1))
+    print(f"wrote {args.out / (stem + '.json')} and {args.out / (stem + '.png')}")
     return 0
 
 
