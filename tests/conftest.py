@@ -7,3 +7,22 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("PRELABEL_SHARED", ROOT.parent / "shared"))
 BBC_DIR = SHARED / "data" / "tagtog_bbc_news"
 SMS_CSV = SHARED / "data" / "sms_spam" / "sms_spam.csv"
+
+
+def start_loop(emu, tmp_path, project: str, **settings):
+    """Serve ``emu`` on 127.0.0.1 and build a worker Loop for alice/<project> with ``settings`` overrides.
+    Returns (server, store, loop, project id); the caller stops the server."""
+    from annotation_client import TagtogClient
+    from config import ProjectSpec, Settings
+    from emulator.tagtog import EmulatorServer
+    from pipeline import Loop
+    from storage import Store
+
+    server = EmulatorServer(emu).start()
+    cfg = Settings(instance_path=str(tmp_path), tagtog_base_url=server.url, tagtog_username="alice",
+                   tagtog_password="pw", tagtog_projects=(ProjectSpec("tagtog", "alice", project),), **settings)
+    store = Store(cfg.db_url)
+    store.create_all()
+    pid = store.ensure_project("tagtog", "alice", project)
+    loop = Loop(cfg, store, lambda _: TagtogClient(server.url, "alice", "pw", retries=1, backoff=0.01))
+    return server, store, loop, pid

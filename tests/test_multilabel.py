@@ -6,14 +6,12 @@ import pandas as pd
 import pytest
 import requests
 
-from annotation_client import TagtogClient
 from app import create_app
-from config import ProjectSpec, Settings
-from emulator.tagtog import EmulatorServer, TagtogEmulator
-from pipeline import EventRejected, Loop
-from storage import Store
+from config import ProjectSpec
+from emulator.tagtog import TagtogEmulator
+from pipeline import EventRejected
 
-from .conftest import SHARED
+from .conftest import SHARED, start_loop
 
 EMOTIONS = ("admiration", "amusement", "gratitude", "love", "neutral")
 
@@ -27,16 +25,10 @@ def emo(tmp_path):
     emu.add_project("alice", "emo", [(e, "boolean", ()) for e in EMOTIONS])
     p = emu.projects[("alice", "emo")]
     truth = {emu._create(p, f"g{i}.txt", "pool", t).docid: labs for i, (t, labs) in enumerate(rows)}
-    server = EmulatorServer(emu).start()
-    settings = Settings(instance_path=str(tmp_path), tagtog_base_url=server.url, tagtog_username="alice",
-                        tagtog_password="pw", tagtog_projects=(ProjectSpec("tagtog", "alice", "emo"),),
-                        min_labels=20, model_epochs=10, model_cell="gru", prelabel_k=5)
     # the seed SimpleRNN does not beat the constant answer with 1,440 training documents here (micro F1 0.45
     # against 0.51); the GRU variant (MODEL_CELL=gru) does
-    store = Store(settings.db_url)
-    store.create_all()
-    pid = store.ensure_project("tagtog", "alice", "emo")
-    loop = Loop(settings, store, lambda _: TagtogClient(server.url, "alice", "pw", retries=1, backoff=0.01))
+    server, store, loop, pid = start_loop(emu, tmp_path, "emo", min_labels=20, model_epochs=10, model_cell="gru",
+                                          prelabel_k=5)
     yield emu, server, store, loop, pid, truth
     server.stop()
 

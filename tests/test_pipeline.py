@@ -7,13 +7,12 @@ import pytest
 import requests
 
 import jobs
-from annotation_client import PlatformUnavailable, TagtogClient
-from config import ProjectSpec, Settings
-from emulator.tagtog import EmulatorServer, TagtogEmulator
-from pipeline import EventRejected, Loop
-from storage import Document, Label, Store, Upload
+from annotation_client import PlatformUnavailable
+from emulator.tagtog import TagtogEmulator
+from pipeline import EventRejected
+from storage import Document, Label, Upload
 
-from .conftest import SMS_CSV
+from .conftest import SMS_CSV, start_loop
 
 N_DOCS = 240
 
@@ -37,15 +36,8 @@ def env(tmp_path, sms_rows):
     for i, r in enumerate(sms_rows):
         d = emu._create(p, f"sms{i}.txt", "pool", r["text"])
         truth[d.docid] = r["label"] == "spam"
-    server = EmulatorServer(emu).start()
-    settings = Settings(instance_path=str(tmp_path), tagtog_base_url=server.url, tagtog_username="alice",
-                        tagtog_password="pw", tagtog_projects=(ProjectSpec("tagtog", "alice", "spam"),),
-                        min_labels=20, model_epochs=6, warm_min_labels=100, prelabel_k=5, tagtog_retries=1, holdout_fraction=0.25)
-    store = Store(settings.db_url)
-    store.create_all()
-    pid = store.ensure_project("tagtog", "alice", "spam")
-    client = lambda _: TagtogClient(server.url, "alice", "pw", retries=1, backoff=0.01)  # noqa: E731
-    loop = Loop(settings, store, client)
+    server, store, loop, pid = start_loop(emu, tmp_path, "spam", min_labels=20, model_epochs=6, warm_min_labels=100,
+                                          prelabel_k=5, tagtog_retries=1, holdout_fraction=0.25)
     yield emu, server, store, loop, pid, truth
     server.stop()
 
@@ -335,7 +327,7 @@ def news_env(tmp_path):
     """An enum label (Category: World|Sports|Business) on AG News texts."""
     import pandas as pd
 
-    from .conftest import SHARED
+    from .conftest import SHARED, start_loop
 
     df = pd.read_csv(SHARED / "data" / "ag_news" / "ag_news_test.csv", keep_default_na=False)
     df = pd.concat([df[df.label == c].head(40) for c in ("World", "Sports", "Business")])
@@ -343,14 +335,8 @@ def news_env(tmp_path):
     emu.add_project("alice", "news", [("Category", "enum", ("World", "Sports", "Business"))])
     p = emu.projects[("alice", "news")]
     truth = {emu._create(p, f"n{i}.txt", "pool", t).docid: lab for i, (t, lab) in enumerate(zip(df.text, df.label))}
-    server = EmulatorServer(emu).start()
-    settings = Settings(instance_path=str(tmp_path), tagtog_base_url=server.url, tagtog_username="alice",
-                        tagtog_password="pw", tagtog_projects=(ProjectSpec("tagtog", "alice", "news"),),
-                        min_labels=10, model_epochs=3, prelabel_k=3, retrain_every=100)
-    store = Store(settings.db_url)
-    store.create_all()
-    pid = store.ensure_project("tagtog", "alice", "news")
-    loop = Loop(settings, store, lambda _: TagtogClient(server.url, "alice", "pw", retries=1, backoff=0.01))
+    server, store, loop, pid = start_loop(emu, tmp_path, "news", min_labels=10, model_epochs=3, prelabel_k=3,
+                                          retrain_every=100)
     yield emu, server, store, loop, pid, truth
     server.stop()
 
