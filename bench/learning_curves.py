@@ -19,6 +19,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     CELL["cell"] = args.cell
     logging.basicConfig(level="INFO", format="%(asctime)s %(message)s")
+    warnings.filterwarnings("ignore", category=UserWarning, module="sklearn")  # one-class folds at 20 labels
     strategies = args.strategies.split(",")
     schedule = [b for b in SCHEDULE if b <= args.max_labels]
     args.out.mkdir(parents=True, exist_ok=True)
