@@ -581,6 +581,7 @@ class Loop:
             labelled = {d.id for d, _, _ in current_labels(s, project_id)}
             docs = [(d.id, d.text) for d in s.scalars(select(Document).where(
                 Document.project_id == project_id, Document.platform_id.is_not(None))) if d.id not in labelled]
+        t0 = time.perf_counter()
         proba = clf.predict_proba([t for _, t in docs]) if docs else np.zeros((0, len(clf.classes_)))
         classes = list(clf.classes_)
         with self.store.session() as s:
@@ -589,6 +590,7 @@ class Loop:
                                   proba={"classes": classes, "p": [round(float(x), 6) for x in row],
                                          "multilabel": bool(getattr(clf, "multilabel_", False))})
                        for (d, _), row in zip(docs, proba)])
+        logger.info("scored %d pool documents in %.2fs", len(docs), time.perf_counter() - t0)
         return len(docs)
 
     def choose(self, project_id: int, clf: Any, texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray, str]:

@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labelled", type=int, default=4400)
     ap.add_argument("--confirms", type=int, default=20)
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--worker-log-level", default="WARNING", help="INFO shows each step's timing in worker.log")
     args = ap.parse_args(argv)
     logging.basicConfig(level="WARNING")
     df = pd.read_csv(SMS, keep_default_na=False).sample(frac=1.0, random_state=0).reset_index(drop=True)
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     truth = {f"row{i}.txt": lab == "spam" for i, lab in enumerate(df.label)}
     write_export(work / "export", ((f"row{i}.txt", t, (lab == "spam") if i < args.labelled else None)
                                    for i, (t, lab) in enumerate(zip(df.text, df.label))), "isSpam")
-    stack = Stack(work, work / "export", settings={"SYNC_INTERVAL_S": "3600", "LOG_LEVEL": "WARNING"})
+    stack = Stack(work, work / "export", settings={"SYNC_INTERVAL_S": "3600",
+                                                            "LOG_LEVEL": args.worker_log_level})
     with stack:
         docs = [(d, fn) for d, fn in stack.docids() if int(fn[3:-4]) >= args.labelled]
         print(f"{len(truth)} documents, {args.labelled} labelled; warming up (first sync + full fit)...", flush=True)
