@@ -19,7 +19,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, send_file
 from sqlalchemy import select
 
-from model.names import STRATEGIES, class_name
+from model.names import STRATEGIES, class_counts
 from storage import Document, ModelVersion, Prediction, Project, Store, current_labels
 
 logger = logging.getLogger(__name__)
@@ -186,17 +186,13 @@ def next_documents(project_id: int) -> Any:
     with _store().session() as db:
         p = db.get(Project, project_id)
         champion = db.get(ModelVersion, p.champion_id) if p.champion_id else None
-        labelled = {d.id for d, _, _ in current_labels(db, project_id)}
+        current = current_labels(db, project_id)
+        labelled = {d.id for d, _, _ in current}
+        counts = class_counts(json.loads(v) for d, v, _ in current if not d.is_test)
         rows = db.execute(select(Document.id, Document.platform_id, Document.text, Prediction.proba)
                           .outerjoin(Prediction, Prediction.document_id == Document.id)
                           .where(Document.project_id == project_id, Document.platform_id.is_not(None),
                                  Document.is_test.is_not(True))).all()
-        counts: dict[str, int] = {}
-        for d, value, _ in current_labels(db, project_id):
-            if not d.is_test:
-                v = json.loads(value)
-                for c in (v if isinstance(v, list) else [class_name(v)]):
-                    counts[c] = counts.get(c, 0) + 1
     rows = [r for r in rows if r[0] not in labelled]
     classes = (champion.classes or {}).get("names", []) if champion else []
     scored = [r for r in rows if r[3] and r[3].get("classes") == classes] if champion else []

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from annotation_client import AnndocUpload, LabelDef, NotFound, PlatformError, PlatformUnavailable, TagtogClient
 from config import Settings
 from formats.corpus import parse_corpus
-from model.names import class_name
+from model.names import class_counts, class_name
 from formats.tagtog import FormatError, GroundTruthPolicy, has_human_label, is_ground_truth, with_prelabel
 from storage import (Document, Event, Label, ModelVersion, Project, Store, Upload, current_labels, dumps_value,
                      latest_label, text_hash, utcnow)
@@ -156,11 +156,6 @@ class Loop:
                                     "boolean and enum labels")
             p.label_id, p.label_type, p.label_ids = d.id, d.type, None
             return Scheme("single", (d.id,), (d.name,), d.type)
-
-    def resolve_label(self, project_id: int) -> tuple[str, str | None]:
-        """Single-label projects: the label id (m_N) and type."""
-        scheme = self.resolve_scheme(project_id)
-        return scheme.ids[0], scheme.type
 
     def ground_truth_value(self, ann: Any, scheme: Scheme) -> tuple[Any, str]:
         """The document's ground-truth value under ``scheme`` (None when it has none) and who set it.
@@ -593,20 +588,16 @@ class Loop:
         logger.info("scored %d pool documents in %.2fs", len(docs), time.perf_counter() - t0)
         return len(docs)
 
-    def choose(self, project_id: int, clf: Any, texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray, str]:
-        """Pick ``n`` of ``texts`` with the configured strategy; random (within the regex) during cold start."""
+    def choose(self, clf: Any, texts: list[str], n: int, counts: dict[str, int]) -> tuple[np.ndarray, np.ndarray, str]:
+        """Pick ``n`` of ``texts`` with the configured strategy; random (within the regex) during cold start,
+        i.e. while some class has fewer than COLD_START_MIN training labels (``counts``)."""
         from model.query import query  # noqa: PLC0415
 
         cfg = self.settings
         proba = clf.predict_proba(texts)
         strategy = cfg.al_strategy
-        counts = {c: 0 for c in clf.classes_}
         multilabel = bool(getattr(clf, "multilabel_", False))
-        for _, _, y, is_test in self._training_rows(project_id)[0]:
-            for c in (y if isinstance(y, tuple) else (y,)):
-                if not is_test and c in counts:
-                    counts[c] += 1
-        if min(counts.values()) < cfg.cold_start_min:
+        if min(counts.get(c, 0) for c in clf.classes_) < cfg.cold_start_min:
             strategy = "random"
         label_index = list(clf.classes_).index(cfg.al_label) if cfg.al_label in clf.classes_ else None
         if strategy == "maxprob" and label_index is None:
@@ -627,7 +618,9 @@ class Loop:
             mv = s.get(ModelVersion, version_id)
             owner, name, platform, label_id, label_type = p.owner, p.name, p.platform, p.label_id, p.label_type
             version = mv.version
-            labelled = {d.id for d, _, _ in current_labels(s, project_id)}
+            current = current_labels(s, project_id)
+            labelled = {d.id for d, _, _ in current}
+            counts = class_counts(json.loads(v) for d, v, _ in current if not d.is_test)
             docs = [(d.id, d.text) for d in s.scalars(select(Document).where(
                 Document.project_id == project_id, Document.platform_id.is_not(None),
                 Document.is_test.is_not(True))) if d.id not in labelled]
@@ -638,7 +631,7 @@ class Loop:
         if not texts:
             logger.info("%s/%s: nothing left to pre-label", owner, name)
             return 0
-        chosen, chosen_proba, strategy = self.choose(project_id, clf, texts, cfg.prelabel_k)
+        chosen, chosen_proba, strategy = self.choose(clf, texts, cfg.prelabel_k, counts)
         who = f"ml:prelabel-v{version}"
         scheme = self.resolve_scheme(project_id)
         name_to_id = dict(zip(scheme.names, scheme.ids))

@@ -1,7 +1,19 @@
 """Names that settings and the web API validate against, without importing numpy or Keras."""
+from __future__ import annotations
+
+from typing import Iterable
 
 STRATEGIES = ("random", "deterministic", "least_confidence", "entropy", "margin", "maxprob")
 UNCERTAINTY = ("least_confidence", "entropy", "margin")
+
+
+def class_counts(values: "Iterable[object]") -> dict[str, int]:
+    """Labels per class, from decoded label values (a multilabel value, a list, counts once per label)."""
+    counts: dict[str, int] = {}
+    for v in values:
+        for c in (v if isinstance(v, list) else [class_name(v)]):
+            counts[c] = counts.get(c, 0) + 1
+    return counts
 
 
 def class_name(value: object) -> str:

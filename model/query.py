@@ -96,7 +96,3 @@ def query(proba: np.ndarray, n: int, strategy: str, *, texts: Sequence[str] | No
     order = keep[np.lexsort((keep, -scores[keep]))][:n]
     return order, scores[order]
 
-
-def select_least_confident(proba: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` rows the model is least sure about, least confident first (ties by index)."""
-    return query(proba, k, "least_confidence")[0]

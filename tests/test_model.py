@@ -8,7 +8,7 @@ import pytest
 from model.base import NotFittedError
 from model.evaluate import evaluate, positive_class, stratified_split
 from model.factory import load_classifier, make_classifier
-from model.query import least_confidence, select_least_confident
+from model.query import least_confidence, query
 from model.rnn import RNNClassifier
 from pipeline import save_version
 
@@ -125,9 +125,9 @@ def test_evaluate_metrics_by_hand():
 
 def test_least_confident_first():
     p = np.array([[0.9, 0.1], [0.55, 0.45], [0.5, 0.5], [0.2, 0.8]])
-    assert list(select_least_confident(p, 3)) == [2, 1, 3]
+    assert list(query(p, 3, "least_confidence")[0]) == [2, 1, 3]
     assert np.allclose(least_confidence(p), [0.1, 0.45, 0.5, 0.2])
-    assert len(select_least_confident(p, 0)) == 0
+    assert len(query(p, 0, "least_confidence")[0]) == 0
 
 
 def test_warm_refits_do_not_degrade(sms_model, sms, tmp_path):
