@@ -2,7 +2,7 @@
 next, and the event log.
 
 Reads need ``Authorization: Bearer <API_TOKEN>`` when API_TOKEN is set. Calls that change state (retrain,
-promote, retry) need ``Authorization: Bearer <ADMIN_TOKEN>``; without an ADMIN_TOKEN they are refused.
+promote, retry, reconcile) need ``Authorization: Bearer <ADMIN_TOKEN>``; without an ADMIN_TOKEN they are refused.
 The web process never loads a model: ``next`` ranks the champion's stored probabilities with numpy.
 """
 from __future__ import annotations
@@ -133,6 +133,16 @@ def retrain(project_id: int) -> Any:
     _project(project_id)
     _store().request_retrain(project_id)
     current_app.extensions["prelabel.retrain"](project_id)
+    return jsonify(status="queued", project_id=project_id), 202
+
+
+@bp.post("/projects/<int:project_id>/reconcile")
+def reconcile(project_id: int) -> Any:
+    """Queue a reconciliation: labels, removals and documents the platform has and prelabel missed (lost
+    webhooks) are taken over; the counts land on the project (``last_reconcile``)."""
+    admin()
+    _project(project_id)
+    current_app.extensions["prelabel.reconcile"](project_id)
     return jsonify(status="queued", project_id=project_id), 202
 
 

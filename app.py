@@ -21,11 +21,13 @@ from config import Settings
 from formats.tagtog import FormatError, parse_webhook
 import api
 from api import ApiError
+from receivers import ReceiveError, receive_labelstudio, secret_ok
 from storage import Store
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("prelabel", __name__)
 MAX_BODY = 1 << 20  # webhooks are tiny; refuse anything over 1 MiB
+LABELSTUDIO_MAX_BODY = 64 << 20  # but TASKS_CREATED carries every imported task
 
 
 
@@ -81,6 +83,21 @@ def tagtog_webhook() -> Any:
     return jsonify(status="queued", event_id=event_id), 202
 
 
+@bp.post("/webhooks/labelstudio")
+def labelstudio_webhook() -> Any:
+    if not secret_ok(request.headers, _settings()):
+        raise ApiError(401, f"webhook secret missing or wrong (header {_settings().labelstudio_webhook_header})")
+    if not request.is_json:
+        raise ApiError(415, "Label Studio webhooks are JSON (Content-Type: application/json)")
+    request.max_content_length = LABELSTUDIO_MAX_BODY
+    try:
+        answer, status = receive_labelstudio(request.get_data(cache=False), _store(),
+                                             current_app.extensions["prelabel.enqueue"])
+    except ReceiveError as exc:
+        raise ApiError(exc.status, exc.message, exc.headers) from None
+    return jsonify(answer), status
+
+
 @bp.get("/healthz")
 def healthz() -> Any:
     try:
@@ -118,7 +135,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     store = Store(settings.db_url)
     store.create_all()
-    for spec in settings.tagtog_projects:
+    for spec in settings.projects:
         store.ensure_project(spec.platform, spec.owner, spec.name, spec.label)
     app.extensions["prelabel.settings"] = settings
     app.extensions["prelabel.store"] = store
@@ -128,6 +145,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["prelabel.retrain"] = jobs.retrain
     app.extensions["prelabel.refresh"] = jobs.refresh_champion
     app.extensions["prelabel.cv"] = jobs.cross_validate
+    app.extensions["prelabel.reconcile"] = jobs.reconcile
     app.register_blueprint(bp)
     app.register_blueprint(api.bp)
     _json_errors(app)

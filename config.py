@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from model.names import STRATEGIES
 
 
+LABELSTUDIO_OWNER = "ls"  # Label Studio projects have no owner: stored as ls/<project id>
 PRIMARY_METRICS = ("f1_macro", "f1_micro", "f1_weighted", "accuracy", "mcc", "f1")
 
 
@@ -36,6 +37,11 @@ class ProjectSpec:
 
     @classmethod
     def parse(cls, spec: str, platform: str = "tagtog") -> "ProjectSpec":
+        if platform == "labelstudio":  # "<project id>[:<Choices name>]"
+            pid, _, control = spec.strip().partition(":")
+            if not pid.strip().isdigit():
+                raise ValueError(f"Label Studio project must look like <id>[:<Choices name>], got {spec!r}")
+            return cls(platform, LABELSTUDIO_OWNER, str(int(pid)), control.strip())
         path, _, label = spec.strip().partition(":")
         owner, sep, name = path.partition("/")
         if not sep or not owner or not name:
@@ -64,6 +70,17 @@ class Settings:
     tagtog_timeout: float = 30.0
     tagtog_retries: int = 4
     tagtog_sync_query: str = "*"  # which platform documents are imported as candidates for pre-labelling
+    # Label Studio
+    labelstudio_url: str = "http://127.0.0.1:8080"
+    labelstudio_token: str = ""  # legacy API token, or a personal access token (JWT; refreshed automatically)
+    labelstudio_projects: tuple[ProjectSpec, ...] = ()  # "12,15:sentiment": project ids[:<Choices name>]
+    labelstudio_webhook_secret: str = ""  # when set, webhooks need it in labelstudio_webhook_header
+    labelstudio_webhook_header: str = "X-Prelabel-Secret"
+    labelstudio_timeout: float = 60.0
+    labelstudio_retries: int = 4
+    ml_basic_auth_user: str = ""  # when set, the ML-backend endpoints need these HTTP Basic credentials
+    ml_basic_auth_pass: str = ""
+    reconcile_interval_s: int = 300  # the periodic reconciliation: recover labels whose webhook was lost
     ground_truth_policy: str = "anncomplete"  # or anncomplete_or_user (see formats.tagtog.GroundTruthPolicy)
     # training
     model_family: str = "rnn"
@@ -102,6 +119,21 @@ class Settings:
     def models_path(self) -> Path:
         return Path(self.instance_path) / "models"
 
+    @property
+    def projects(self) -> tuple[ProjectSpec, ...]:
+        """Every project served, on every platform."""
+        return self.tagtog_projects + self.labelstudio_projects
+
+    def client_kwargs(self, platform: str) -> dict[str, Any]:
+        """Constructor arguments of ``platform``'s client (annotation_client.make_client)."""
+        if platform == "tagtog":
+            return {"base_url": self.tagtog_base_url, "username": self.tagtog_username,
+                    "password": self.tagtog_password, "timeout": self.tagtog_timeout, "retries": self.tagtog_retries}
+        if platform == "labelstudio":
+            return {"base_url": self.labelstudio_url, "token": self.labelstudio_token,
+                    "timeout": self.labelstudio_timeout, "retries": self.labelstudio_retries}
+        raise ValueError(f"unknown platform {platform!r}")
+
     def with_(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
 
@@ -118,6 +150,8 @@ class Settings:
             try:
                 if f.name == "tagtog_projects":
                     values[f.name] = tuple(ProjectSpec.parse(s) for s in raw.split(",") if s.strip())
+                elif f.name == "labelstudio_projects":
+                    values[f.name] = tuple(ProjectSpec.parse(s, "labelstudio") for s in raw.split(",") if s.strip())
                 elif f.type in ("bool",):
                     values[f.name] = _bool(raw)
                 elif f.type in ("int",):

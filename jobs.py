@@ -48,7 +48,7 @@ def configure(settings: Settings, store: Store | None = None, client_factory: Ca
 
     store = store or Store(settings.db_url)
     store.create_all()
-    for spec in settings.tagtog_projects:
+    for spec in settings.projects:
         store.ensure_project(spec.platform, spec.owner, spec.name, spec.label)
     _loop = Loop(settings, store, client_factory)
     return _loop
@@ -97,7 +97,10 @@ def process_event(event_id: int) -> str:
         loop.store.finish_event(event_id, "failed", error=f"internal error ({type(exc).__name__}); see worker log")
         return "failed"
     loop.store.finish_event(event_id, "done", outcome)
-    if loop.maybe_request_retrain(ev.project_id):
+    from pipeline_labelstudio import RETRAIN_REQUESTED  # noqa: PLC0415
+
+    # START_TRAINING or a changed label config set the retrain flag themselves
+    if loop.maybe_request_retrain(ev.project_id) or outcome.endswith(RETRAIN_REQUESTED):
         retrain(ev.project_id)
     return outcome
 
@@ -172,19 +175,33 @@ def sweep() -> None:
         retrain(pid)
 
 
-@huey.periodic_task(crontab(minute="*/5"))
-def sync_all() -> None:
-    """Import documents added on the platform without a webhook (e.g. uploaded through its API)."""
-    from storage import Project  # noqa: PLC0415
+@huey.task(retries=3, retry_delay=60)
+def reconcile(project_id: int) -> str:
+    """Compare the platform with the store and take over what webhooks missed; retrain when labels changed."""
+    loop = get_loop()
+    r = loop.reconcile(project_id)
+    if r["recovered"] and loop.maybe_request_retrain(project_id):
+        retrain(project_id)
+    return f"{r['recovered']} label(s) recovered, {r['new_documents']} new document(s)"
+
+
+@huey.periodic_task(crontab(minute="*"))
+def reconcile_all() -> None:
+    """Every RECONCILE_INTERVAL_S per project: recover labels whose webhook was lost (Label Studio sends each
+    once, with a 1 s timeout) and import documents added without one; also imports new tagtog documents."""
+    from datetime import datetime, timedelta  # noqa: PLC0415
+
+    from storage import Project, utcnow  # noqa: PLC0415
 
     loop = get_loop()
     with loop.store.session() as s:
-        ids = [p.id for p in s.query(Project)]
-    for pid in ids:
+        due = [p.id for p in s.query(Project) if not p.last_reconcile or datetime.fromisoformat(
+            p.last_reconcile["at"].rstrip("Z")) < utcnow() - timedelta(seconds=loop.settings.reconcile_interval_s)]
+    for pid in due:
         try:
-            loop.sync_project(pid)
+            reconcile.call_local(pid)
         except Exception:
-            logger.exception("sync of project %d failed", pid)
+            logger.exception("reconcile of project %d failed", pid)
 
 
 def enqueue_event(event_id: int) -> None:

@@ -20,7 +20,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from sqlalchemy import func, select
 
-from annotation_client import AnndocUpload, LabelDef, NotFound, PlatformError, PlatformUnavailable, TagtogClient
+from annotation_client import (AnndocUpload, LabelDef, NotFound, PlatformError, PlatformUnavailable, TagtogClient,
+                               make_client)
 from config import Settings
 from formats.corpus import parse_corpus
 from model.names import class_counts, class_name
@@ -88,13 +89,18 @@ class Loop:
         self._label_defs: dict[int, list[LabelDef]] = {}
         self._models: dict[int, tuple[int, Any]] = {}  # project id -> (model version id, classifier in memory)
         self._corpus: tuple[float, list[str]] | None = None
+        from pipeline_labelstudio import LabelStudioSide  # noqa: PLC0415
 
-    def _default_client(self, platform: str) -> TagtogClient:
-        s = self.settings
-        return TagtogClient(s.tagtog_base_url, s.tagtog_username, s.tagtog_password, timeout=s.tagtog_timeout,
-                            retries=s.tagtog_retries)
+        self.ls = LabelStudioSide(self)
 
-    def client(self, platform: str) -> TagtogClient:
+    def _default_client(self, platform: str) -> Any:
+        return make_client(platform, **self.settings.client_kwargs(platform))
+
+    def _platform(self, project_id: int) -> str:
+        with self.store.session() as s:
+            return s.get(Project, project_id).platform
+
+    def client(self, platform: str) -> Any:
         if platform not in self._clients:
             self._clients[platform] = self._client_factory(platform)
         return self._clients[platform]
@@ -119,6 +125,8 @@ class Loop:
         """
         with self.store.session() as s:
             p = s.get(Project, project_id)
+            if p.platform == "labelstudio":
+                return self.ls.scheme(project_id, refresh)
             if not refresh and p.label_type == "multilabel" and p.label_ids:
                 return Scheme("multilabel", tuple(i for i, _ in p.label_ids), tuple(n for _, n in p.label_ids),
                               "boolean")
@@ -208,7 +216,12 @@ class Loop:
         with self.store.session() as s:
             ev = s.get(Event, event_id)
             project = s.get(Project, ev.project_id)
-            docid, member = ev.doc_id, ev.member
+            docid, member, kind = ev.doc_id, ev.member, ev.kind
+        if project.platform == "labelstudio":
+            return self.ls.process_event(event_id, project.id, kind, docid)
+        if kind == "reconcile":
+            r = self.reconcile(project.id)
+            return f"reconciled: {r['recovered']} label(s) recovered, {r['new_documents']} new document(s)"
         if member != self.settings.tagtog_member:
             return f"ignored: member version {member!r} (prelabel reads {self.settings.tagtog_member!r})"
         scheme = self.resolve_scheme(project.id)
@@ -257,12 +270,15 @@ class Loop:
         return hits[0].folder if hits else None
 
     def _set_label(self, s: Any, project: Project, doc: Document, value: Any, who: str,
-                   event_id: int | None) -> bool:
+                   event_id: int | None, annotation_id: str | None = None) -> bool:
         current = latest_label(s, doc.id)
         new = None if value is None else dumps_value(value)
         if (current.value if current else None) == new:
+            if current is not None and annotation_id and current.annotation_id != annotation_id:
+                current.annotation_id = annotation_id  # same value, now held by another annotation
             return False
-        s.add(Label(project_id=project.id, document_id=doc.id, value=new, who=who, event_id=event_id))
+        s.add(Label(project_id=project.id, document_id=doc.id, value=new, who=who, event_id=event_id,
+                    annotation_id=annotation_id))
         if new is not None:  # a person labelled a document we pre-labelled: did they keep our suggestion?
             up = s.scalar(select(Upload).where(Upload.document_id == doc.id).order_by(Upload.id.desc()).limit(1))
             if up is not None and up.accepted is None:
@@ -294,6 +310,10 @@ class Loop:
             if not force and p.last_sync_at and utcnow() - p.last_sync_at < timedelta(
                     seconds=self.settings.sync_interval_s):
                 return 0
+        if p.platform == "labelstudio":  # the export lists every task: reconciliation is the sync
+            return self.ls.reconcile(project_id)["new_documents"]
+        with self.store.session() as s:
+            p = s.get(Project, project_id)
             known = set(s.scalars(select(Document.platform_id).where(Document.project_id == p.id,
                                                                       Document.platform_id.is_not(None))))
         scheme = self.resolve_scheme(p.id)
@@ -318,7 +338,8 @@ class Loop:
             with self.store.session() as s:
                 proj = s.get(Project, p.id)
                 doc = Document(project_id=p.id, platform_id=hit.docid, filename=hit.filename, text=text,
-                               text_hash=text_hash(text), folder=hit.folder, is_test=self.in_test_folder(hit.folder))
+                               text_hash=text_hash(text), folder=hit.folder, is_test=self.in_test_folder(hit.folder),
+                               platform_updated=hit.updated or None)
                 s.add(doc)
                 s.flush()
                 if value is not None:
@@ -335,6 +356,65 @@ class Loop:
         if n:
             logger.info("sync %s/%s: imported %d new documents", p.owner, p.name, n)
         return n
+
+    def reconcile(self, project_id: int) -> dict[str, Any]:
+        """Take over what the platform holds and prelabel missed (lost webhooks, prelabel down): new documents,
+        labels added or changed, and removals (unconfirmed or deleted documents). Returns counts; ``recovered``
+        is the number of labels that changed in the store.
+
+        tagtog: every confirmed document (``anncomplete:true``) whose ``updated`` stamp differs from the one last
+        read is read again, and so is every labelled document that is no longer confirmed.
+        """
+        with self.store.session() as s:
+            p = s.get(Project, project_id)
+            platform, owner, name = p.platform, p.owner, p.name
+        if platform == "labelstudio":
+            return self.ls.reconcile(project_id)
+        counts = {"new_documents": self.sync_project(project_id, force=True), "labels_added": 0,
+                  "labels_changed": 0, "labels_removed": 0, "invalid": 0}
+        scheme = self.resolve_scheme(project_id)
+        client = self.client(platform)
+        member = self.settings.tagtog_member
+        confirmed = {h.docid: h for h in client.search(owner, name, "anncomplete:true")}
+        with self.store.session() as s:
+            docs = {d.platform_id: d.platform_updated for d in s.scalars(select(Document).where(
+                Document.project_id == project_id, Document.platform_id.is_not(None)))}
+            labelled = {d.platform_id for d, _, _ in current_labels(s, project_id)}
+        todo = [d for d, h in confirmed.items() if d in docs and (d not in labelled or h.updated != docs[d])]
+        todo += sorted(d for d in labelled if d not in confirmed and d in docs)
+        counts["documents_checked"] = len(todo)
+        for docid in todo:
+            try:
+                value, who = self.ground_truth_value(client.get_annjson(owner, name, docid, member), scheme)
+            except NotFound:
+                value, who = None, ""
+            except (FormatError, EventRejected) as exc:
+                counts["invalid"] += 1
+                logger.warning("reconcile %s/%s: %s skipped: %s", owner, name, docid, exc)
+                continue
+            with self.store.session() as s:
+                proj = s.get(Project, project_id)
+                doc = s.scalar(select(Document).filter_by(project_id=project_id, platform_id=docid))
+                old = latest_label(s, doc.id)
+                old_value = old.value if old else None
+                try:
+                    if value is not None and scheme.kind == "single":
+                        self._check_value(s, proj, self.label_defs(proj), value)
+                except EventRejected as exc:
+                    counts["invalid"] += 1
+                    logger.warning("reconcile %s/%s: %s skipped: %s", owner, name, docid, exc)
+                    continue
+                if self._set_label(s, proj, doc, value, who, None):
+                    counts["labels_added" if old_value is None else "labels_removed" if value is None
+                           else "labels_changed"] += 1
+                if docid in confirmed:
+                    doc.platform_updated = confirmed[docid].updated or None
+        counts["recovered"] = counts["labels_added"] + counts["labels_changed"] + counts["labels_removed"]
+        with self.store.session() as s:
+            s.get(Project, project_id).last_reconcile = {**counts, "at": utcnow().isoformat() + "Z"}
+        if counts["recovered"]:
+            logger.info("reconcile %s/%s: %s", owner, name, json.dumps(counts))
+        return counts
 
     # -- 3. retrain -----------------------------------------------------------------------------------------
     def _training_rows(self, project_id: int, allowed: set[str] | None = None
@@ -364,6 +444,8 @@ class Loop:
             p = s.get(Project, project_id)
             label_id, multi = p.label_id, p.label_type == "multilabel"
         try:
+            if p.platform == "labelstudio":  # the config's choices now
+                return set(self.ls.config(project_id, refresh=True).choices)
             if multi:  # the scheme's labels as the platform defines them now
                 return set(self.resolve_scheme(project_id, refresh=True).names)
             defs = self.label_defs(p, refresh=True)
@@ -626,7 +708,11 @@ class Loop:
                 Document.is_test.is_not(True))) if d.id not in labelled]
             known_hashes = set(s.scalars(select(Document.text_hash).where(Document.project_id == project_id)))
             done = set(s.scalars(select(Upload.document_id).where(Upload.model_version_id == version_id)))
-        corpus = [t for t in dict.fromkeys(self.corpus_texts()) if text_hash(t) not in known_hashes]
+        # documents this version already pre-labelled are not chosen again: a retrain the gate rejected still
+        # brings the next K suggestions from the champion
+        docs = [(i, t) for i, t in docs if i not in done]
+        corpus = [] if platform == "labelstudio" else [  # Label Studio: import into the project instead
+            t for t in dict.fromkeys(self.corpus_texts()) if text_hash(t) not in known_hashes]
         texts = [t for _, t in docs] + corpus
         if not texts:
             logger.info("%s/%s: nothing left to pre-label", owner, name)
@@ -634,6 +720,9 @@ class Loop:
         chosen, chosen_proba, strategy = self.choose(clf, texts, cfg.prelabel_k, counts)
         who = f"ml:prelabel-v{version}"
         scheme = self.resolve_scheme(project_id)
+        if platform == "labelstudio":
+            return self._predictions_labelstudio(project_id, version_id, version, clf, docs, chosen, chosen_proba,
+                                                 strategy, done)
         name_to_id = dict(zip(scheme.names, scheme.ids))
         client = self.client(platform)
         n = 0
@@ -676,6 +765,34 @@ class Loop:
                              value=dumps_value(value), prob=prob, strategy=strategy))
             n += 1
         logger.info("%s/%s: uploaded %d pre-labels from v%d (%s)", owner, name, n, version, strategy)
+        return n
+
+    def _predictions_labelstudio(self, project_id: int, version_id: int, version: int, clf: Any,
+                                 docs: list[tuple[int, str]], chosen: Any, chosen_proba: Any, strategy: str,
+                                 done: set[int]) -> int:
+        """Label Studio: predictions never overwrite annotations, so the chosen tasks get theirs in one call."""
+        multilabel = bool(getattr(clf, "multilabel_", False))
+        items: list[tuple[int, str, Any, float]] = []
+        with self.store.session() as s:
+            for i, row in zip(chosen, chosen_proba):
+                doc_id = docs[i][0]
+                task = s.get(Document, doc_id).platform_id
+                if doc_id in done or self._save_pending(project_id, task):
+                    continue
+                if multilabel:
+                    value: Any = sorted(c for c, p in zip(clf.classes_, row) if p >= 0.5)
+                    prob = float(np.mean([p if p >= 0.5 else 1.0 - p for p in row]))
+                else:
+                    k = int(np.argmax(row))
+                    value, prob = str(clf.classes_[k]), float(row[k])
+                items.append((doc_id, task, value, prob))
+        if not items:
+            return 0
+        n = self.ls.upload_predictions(project_id, items, version)
+        with self.store.session() as s:
+            s.add_all([Upload(project_id=project_id, document_id=d, model_version_id=version_id,
+                              value=dumps_value(v), prob=p, strategy=strategy) for d, _, v, p in items])
+        logger.info("Label Studio project %s: %d predictions from v%d (%s)", project_id, n, version, strategy)
         return n
 
     def _save_pending(self, project_id: int, docid: str) -> bool:

@@ -48,6 +48,7 @@ class Project(Base):
     trained_through_label: Mapped[int] = mapped_column(Integer, default=0)  # last labels.id a model has seen
     champion_id: Mapped[int | None] = mapped_column(Integer)
     last_sync_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_reconcile: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # counts and time of the last reconcile
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     @property
@@ -67,6 +68,7 @@ class Document(Base):
     source: Mapped[str] = mapped_column(String(16), default="platform")  # platform | corpus
     folder: Mapped[str | None] = mapped_column(String(600))
     is_test: Mapped[bool | None] = mapped_column(Boolean, default=False)  # in the user's test set: never selects
+    platform_updated: Mapped[str | None] = mapped_column(String(40))  # the platform's "updated" stamp last read
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -82,6 +84,7 @@ class Label(Base):
     who: Mapped[str] = mapped_column(String(400), default="")
     set_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     event_id: Mapped[int | None] = mapped_column(Integer)
+    annotation_id: Mapped[str | None] = mapped_column(String(64), index=True)  # the platform annotation it came from
 
 
 class Event(Base):
@@ -269,10 +272,16 @@ class Store:
 
     # -- events
     def record_event(self, *, project_id: int, platform: str, doc_id: str, member: str, source: str, kind: str,
-                     dedup_key: str) -> tuple[int, bool]:
+                     dedup_key: str, once: bool = False) -> tuple[int, bool]:
         """Store a delivery durably. Returns (event id, True) when new, (id of the pending twin, False) when an
-        identical delivery is still waiting to be processed."""
+        identical delivery is still waiting to be processed, or, with ``once``, was ever processed (a platform
+        that re-sends the same annotation version)."""
         with self.Session() as s:
+            if once:
+                seen = s.scalar(select(Event.id).where(Event.dedup_key == dedup_key, Event.state != "failed")
+                                .limit(1))
+                if seen is not None:
+                    return seen, False
             ev = Event(project_id=project_id, platform=platform, doc_id=doc_id, member=member, source=source,
                        kind=kind, dedup_key=dedup_key, enqueued_at=utcnow())
             s.add(ev)
@@ -383,7 +392,8 @@ class Store:
                     "events": by_state, "uploads": n_up,
                     "prelabels_reviewed": {"accepted": dict(acc).get(True, 0), "changed": dict(acc).get(False, 0)},
                     "champion": champion.to_dict() if champion else None,
-                    "retrain_requested": p.retrain_requested, "training": p.training_since is not None}
+                    "retrain_requested": p.retrain_requested, "training": p.training_since is not None,
+                    "last_reconcile": p.last_reconcile}
 
     def list_projects(self) -> list[dict[str, Any]]:
         with self.session() as s:

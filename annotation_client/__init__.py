@@ -4,11 +4,12 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import AuthError, NotFound, PlatformError, PlatformUnavailable
+from .labelstudio import LabelStudioClient
 from .tagtog import AnndocUpload, LabelDef, SearchHit, TagtogClient
 
-CLIENTS: dict[str, type] = {"tagtog": TagtogClient}
+CLIENTS: dict[str, type] = {"tagtog": TagtogClient, "labelstudio": LabelStudioClient}
 
-__all__ = ["CLIENTS", "AnndocUpload", "AuthError", "LabelDef", "NotFound", "PlatformError", "PlatformUnavailable",
+__all__ = ["CLIENTS", "AnndocUpload", "AuthError", "LabelDef", "LabelStudioClient", "NotFound", "PlatformError", "PlatformUnavailable",
            "SearchHit", "TagtogClient", "make_client"]
 
 

@@ -32,6 +32,7 @@ class SearchHit:
     filename: str
     folder: str
     anncomplete: bool
+    updated: str = ""  # when the document was last saved (reconciliation compares it)
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,8 @@ class TagtogClient:
         while True:
             body = self._docs("GET", owner, project, search=query, output="search", page=page).json()
             for d in body.get("docs", []):
-                yield SearchHit(d["id"], d.get("filename", ""), d.get("folder", ""), bool(d.get("anncomplete")))
+                yield SearchHit(d["id"], d.get("filename", ""), d.get("folder", ""), bool(d.get("anncomplete")),
+                                str(d.get("updated") or ""))
             nxt = body.get("pages", {}).get("next", -1)
             if nxt in (-1, None) or nxt <= page:
                 return

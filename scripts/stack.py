@@ -1,5 +1,5 @@
-"""Start and stop the whole stack as separate processes on 127.0.0.1: tagtog emulator, prelabel web (gunicorn)
-and worker (huey_consumer). Used by the demo, the end-to-end test and the benchmarks."""
+"""Start and stop the whole stack as separate processes on 127.0.0.1: tagtog emulator, prelabel web (gunicorn),
+worker (huey_consumer) and optionally the Label Studio ML backend (gunicorn). Used by the demo, the end-to-end test and the benchmarks."""
 from __future__ import annotations
 
 import logging
@@ -54,10 +54,13 @@ class Stack:
     settings: dict[str, str] = field(default_factory=dict)
     web_workers: int = 2
     start_worker: bool = True
+    tagtog: bool = True  # start the tagtog emulator (False: a Label Studio-only stack)
+    ml_backend: bool = False  # start the Label Studio ML backend (ml_backend.py)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.emu_port, self.web_port = free_port(), free_port()
+        self.emu_port, self.web_port, self.ml_port = free_port(), free_port(), free_port()
+        self.ml_url = f"http://127.0.0.1:{self.ml_port}"
         self.emu_url = f"http://127.0.0.1:{self.emu_port}"
         self.web_url = f"http://127.0.0.1:{self.web_port}"
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -65,13 +68,13 @@ class Stack:
             **os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
             "INSTANCE_PATH": str(self.workdir / "instance"), "TAGTOG_BASE_URL": self.emu_url,
             "TAGTOG_USERNAME": self.user[0], "TAGTOG_PASSWORD": self.user[1],
-            "TAGTOG_PROJECTS": f"{self.owner}/{self.project}",
+            "TAGTOG_PROJECTS": f"{self.owner}/{self.project}" if self.tagtog else "",
             "WEBHOOK_USERNAME": self.hook_auth[0], "WEBHOOK_PASSWORD": self.hook_auth[1],
             **self.settings,
         }
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         p = subprocess.Popen(cmd, cwd=ROOT, env=env or self.env, stdout=log, stderr=subprocess.STDOUT,
                              start_new_session=True)
         self.procs[name] = p
@@ -79,22 +82,37 @@ class Stack:
 
     def start(self) -> "Stack":
         try:
-            emu = self._spawn("emulator", [
-                sys.executable, "-m", "emulator.tagtog", "--port", str(self.emu_port),
-                "--user", ":".join(self.user), "--project", f"{self.owner}/{self.project}={self.labels}",
-                "--load", f"{self.export_dir}={self.owner}/{self.project}",
-                "--webhook", f"{self.owner}/{self.project}={self.web_url}/webhooks/tagtog",
-                "--webhook-auth", ":".join(self.hook_auth), "--log-level", "WARNING"], env={**os.environ})
-            web = self._spawn("web", [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "-b",
-                                      f"127.0.0.1:{self.web_port}", "-w", str(self.web_workers), "app:create_app()"])
-            wait_http(f"{self.emu_url}/-emulator/healthz", 120, emu)
-            wait_http(f"{self.web_url}/healthz", 60, web)
+            if self.tagtog:
+                emu = self._spawn("emulator", [
+                    sys.executable, "-m", "emulator.tagtog", "--port", str(self.emu_port),
+                    "--user", ":".join(self.user), "--project", f"{self.owner}/{self.project}={self.labels}",
+                    "--load", f"{self.export_dir}={self.owner}/{self.project}",
+                    "--webhook", f"{self.owner}/{self.project}={self.web_url}/webhooks/tagtog",
+                    "--webhook-auth", ":".join(self.hook_auth), "--log-level", "WARNING"], env={**os.environ})
+                wait_http(f"{self.emu_url}/-emulator/healthz", 120, emu)
+            self.start_web()
+            if self.ml_backend:
+                ml = self._spawn("ml", [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "-b",
+                                        f"127.0.0.1:{self.ml_port}", "-w", "1", "ml_backend:create_app()"])
+                wait_http(f"{self.ml_url}/health", 60, ml)
             if self.start_worker:
                 self._spawn("worker", [str(BIN / "huey_consumer"), "jobs.huey", "-w", "1", "-q"])
         except BaseException:
             self.stop()
             raise
         return self
+
+    def start_web(self) -> None:
+        web = self._spawn("web", [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "-b",
+                                  f"127.0.0.1:{self.web_port}", "-w", str(self.web_workers), "app:create_app()"])
+        wait_http(f"{self.web_url}/healthz", 60, web)
+
+    def stop_process(self, name: str) -> None:
+        """Stop one process (e.g. ``web``, to show what is lost while it is down)."""
+        p = self.procs.pop(name)
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(timeout=15)
 
     def stop(self) -> None:
         for p in self.procs.values():
@@ -140,12 +158,12 @@ class Stack:
                 return out
             page = r["pages"]["next"]
 
-    def settle(self, quiet_s: float = 3.0, timeout: float = 300.0) -> dict[str, Any]:
+    def settle(self, quiet_s: float = 3.0, timeout: float = 300.0, project: int = 1) -> dict[str, Any]:
         """Wait until prelabel has nothing queued, nothing training and nothing changing for ``quiet_s``;
         returns the project summary. Raises TimeoutError after ``timeout``."""
         last, since, start = None, time.monotonic(), time.monotonic()
         while time.monotonic() - start < timeout:
-            p = self.api("/api/v1/projects/1")
+            p = self.api(f"/api/v1/projects/{project}")
             busy = (p["events"].get("queued", 0) + p["events"].get("processing", 0) or p["retrain_requested"]
                     or p["training"])
             key = (str(p["events"]), p["uploads"], p["champion"] and p["champion"]["version"])
