@@ -33,6 +33,7 @@ class LabelStudioSide:
     def __init__(self, loop: "Loop") -> None:
         self.loop = loop
         self._configs: dict[int, LabelConfig] = {}
+        self.changed: tuple[list[str], list[str]] | None = None  # the last label config change noticed
 
     @property
     def store(self) -> Any:
@@ -59,18 +60,25 @@ class LabelStudioSide:
         return self._configs[project_id]
 
     def scheme(self, project_id: int, refresh: bool = False) -> "Scheme":
-        """``single`` (one class per task, binary or multiclass) or ``multilabel`` (choice="multiple")."""
+        """``single`` (one class per task, binary or multiclass) or ``multilabel`` (choice="multiple").
+        The choices are kept on the project: when they change, a retrain is requested (here, whichever path
+        noticed the change first)."""
         from pipeline import Scheme  # noqa: PLC0415
 
         cfg = self.config(project_id, refresh)
+        kind = "multilabel" if cfg.multiple else "enum"
         with self.store.session() as s:
             p = s.get(Project, project_id)
-            p.label_id = cfg.from_name
-            if cfg.multiple:
-                p.label_type, p.label_ids = "multilabel", [[c, c] for c in cfg.choices]
-                return Scheme("multilabel", cfg.choices, cfg.choices, "boolean")
-            p.label_type, p.label_ids = "enum", None
-            return Scheme("single", (cfg.from_name,), (cfg.from_name,), "enum")
+            before = (p.label_type, [c for c, _ in p.label_ids or []])
+            p.label_id, p.label_type, p.label_ids = cfg.from_name, kind, [[c, c] for c in cfg.choices]
+        if before[0] is not None and before != (kind, list(cfg.choices)):
+            logger.info("Label Studio project %s: label config changed %s -> %s; retrain requested", p.name,
+                        before, (kind, list(cfg.choices)))
+            self.store.request_retrain(project_id)
+            self.changed = (before[1], list(cfg.choices))
+        if cfg.multiple:
+            return Scheme("multilabel", cfg.choices, cfg.choices, "boolean")
+        return Scheme("single", (cfg.from_name,), (cfg.from_name,), "enum")
 
     # -- events ------------------------------------------------------------------------------------------------
     def process_event(self, event_id: int, project_id: int, kind: str, ref: str) -> str:
@@ -91,12 +99,10 @@ class LabelStudioSide:
             return (f"reconciled {r['tasks']} tasks: {r['recovered']} label(s) recovered, "
                     f"{r['new_documents']} new document(s)")
         if kind == "PROJECT_UPDATED":
-            before = self._configs.get(project_id)
-            after = self.config(project_id, refresh=True)
-            self.scheme(project_id)
-            if before is not None and (before.choices, before.multiple) != (after.choices, after.multiple):
-                self.store.request_retrain(project_id)
-                return f"label config changed ({list(before.choices)} -> {list(after.choices)}); {RETRAIN_REQUESTED}"
+            self.changed = None
+            self.scheme(project_id, refresh=True)
+            if self.changed is not None:
+                return f"label config changed ({self.changed[0]} -> {self.changed[1]}); {RETRAIN_REQUESTED}"
             return "label config unchanged"
         if kind == "START_TRAINING":
             self.store.request_retrain(project_id)
