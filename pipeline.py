@@ -708,9 +708,6 @@ class Loop:
                 Document.is_test.is_not(True))) if d.id not in labelled]
             known_hashes = set(s.scalars(select(Document.text_hash).where(Document.project_id == project_id)))
             done = set(s.scalars(select(Upload.document_id).where(Upload.model_version_id == version_id)))
-        # documents this version already pre-labelled are not chosen again: a retrain the gate rejected still
-        # brings the next K suggestions from the champion
-        docs = [(i, t) for i, t in docs if i not in done]
         corpus = [] if platform == "labelstudio" else [  # Label Studio: import into the project instead
             t for t in dict.fromkeys(self.corpus_texts()) if text_hash(t) not in known_hashes]
         texts = [t for _, t in docs] + corpus

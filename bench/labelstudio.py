@@ -3,8 +3,8 @@
 Starts Label Studio 1.23.2 (its own virtualenv, see scripts/labelstudio_server.py) and prelabel (web, worker,
 ML backend) on 127.0.0.1, imports an SMS spam/ham project (``--tasks`` tasks, ``--seed-labels`` of them imported
 with annotations: those send only TASKS_CREATED, which prelabel turns into a reconcile), connects prelabel by
-webhook, annotates ``--annotations`` tasks one at a time through Label Studio's API and measures, for each, the
-time until Label Studio shows more predictions. Then it stops prelabel's web process, annotates ``--while-down``
+webhook, annotates ``--annotations`` pre-labelled tasks one at a time through Label Studio's API (as an annotator
+working through the suggestions) and measures, for each, the time until Label Studio shows more predictions. Then it stops prelabel's web process, annotates ``--while-down``
 tasks (their webhooks are lost), restarts it, asks for a reconciliation and counts what it recovered.
 
     python -m bench.labelstudio --tasks 1000 --annotations 20
@@ -56,6 +56,14 @@ def unlabelled(ls: LabelStudio, project: int) -> list[tuple[int, str]]:
     return [(t["id"], t["data"]["text"]) for t in tasks if not t["annotations"]]
 
 
+def suggested(ls: LabelStudio, project: int) -> list[tuple[int, str]]:
+    """Unlabelled tasks with a prediction of the version the project shows: what the annotator sees."""
+    shown = ls.api("GET", f"/api/projects/{project}/").json()["model_version"]
+    tasks = ls.api("GET", "/api/tasks", params={"project": project, "page_size": 5000, "fields": "all"}).json()
+    return [(t["id"], t["data"]["text"]) for t in tasks["tasks"] if not t["annotations"]
+            and any(p["model_version"] == shown for p in t["predictions"])]
+
+
 def run(args: argparse.Namespace, work: Path) -> dict:
     ls = LabelStudio(work / "ls", template=ensure_template(work / "ls-template")).start()
     try:
@@ -72,8 +80,9 @@ def run(args: argparse.Namespace, work: Path) -> dict:
             first = time.monotonic() - t0
             logger.info("import of %d tasks (%d labelled) to the first predictions: %.1fs", len(tasks),
                         args.seed_labels, first)
-            latencies, pool = [], unlabelled(ls, project)
-            for task_id, text in pool[:args.annotations]:
+            latencies = []
+            for _ in range(args.annotations):  # the annotator takes a pre-labelled task, as in the UI
+                task_id, text = suggested(ls, project)[0]
                 before = predictions_total(ls, project)
                 t0 = time.monotonic()
                 ls.annotate(task_id, [truth[text]])
@@ -101,7 +110,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
                     raise TimeoutError(f"no reconcile within 300 s\n{stack.log_tail('worker')}")
                 time.sleep(0.5)
             final = stack.settle(quiet_s=3, timeout=600)
-            versions = stack.api("/api/v1/projects/1/versions")
+            versions = stack.api("/api/v1/projects/1/versions")["versions"]
             mv = ls.api("GET", f"/api/projects/{project}/model-versions/").json()
     finally:
         ls.stop()

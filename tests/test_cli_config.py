@@ -7,6 +7,8 @@ import sys
 from datetime import timedelta
 
 import pandas as pd
+from dataclasses import fields
+
 import pytest
 
 from config import ProjectSpec, Settings
@@ -61,6 +63,18 @@ def test_settings_from_env():
                         ({"GROUND_TRUTH_POLICY": "all"}, "GROUND_TRUTH_POLICY")]:
         with pytest.raises(ValueError, match=needle):
             Settings.from_env(bad)
+
+
+def test_labelstudio_settings_and_env_example_lists_every_setting():
+    s = Settings.from_env({"LABELSTUDIO_PROJECTS": "12, 15:sentiment", "LABELSTUDIO_TOKEN": "t"})
+    assert s.labelstudio_projects == (ProjectSpec("labelstudio", "ls", "12"),
+                                      ProjectSpec("labelstudio", "ls", "15", "sentiment"))
+    assert s.client_kwargs("labelstudio")["token"] == "t" and len(s.projects) == 2
+    with pytest.raises(ValueError, match="LABELSTUDIO_PROJECTS.*<id>"):
+        Settings.from_env({"LABELSTUDIO_PROJECTS": "alice/spam"})
+    example = (ROOT / ".env.example").read_text()
+    missing = [f.name.upper() for f in fields(Settings) if f.name != "extra" and f"\n{f.name.upper()}=" not in example]
+    assert missing == []
 
 
 def test_sweep_finds_lost_and_stuck_events(tmp_path):

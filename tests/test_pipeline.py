@@ -384,3 +384,28 @@ def test_test_folder_is_scored_but_never_trained_or_selected(env):
     loop.prelabel(pid, r.champion_id)
     ups = {e["docid"] for e in emu.log if e["kind"] == "annotations" and not e.get("gui")}
     assert ups and not ups & set(docids[150:200])
+
+
+def test_reconcile_recovers_what_webhooks_missed(env):
+    """tagtog: confirms whose webhook never arrived, changed values, unconfirmed and deleted documents."""
+    emu, server, store, loop, pid, truth = env
+    docids = list(truth)
+    for d in docids[:3]:
+        annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
+        deliver(store, loop, pid, d)
+    loop.sync_project(pid, force=True)
+    for d in docids[3:6]:  # confirmed while prelabel was not listening
+        annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
+    r = loop.reconcile(pid)
+    assert (r["labels_added"], r["labels_changed"], r["labels_removed"], r["recovered"]) == (3, 0, 0, 3)
+    annotate(server, docids[0], {"labels": {"isSpam": truth[docids[0]]}, "confirm": False})  # unconfirmed
+    annotate(server, docids[1], {"labels": {"isSpam": not truth[docids[1]]}, "confirm": True})  # changed
+    loop.client("tagtog").delete("alice", "spam", docids[2])
+    r = loop.reconcile(pid)
+    assert (r["labels_added"], r["labels_changed"], r["labels_removed"]) == (0, 1, 2)
+    with store.session() as s:
+        from storage import current_labels
+        now = {d.platform_id: v for d, v, _ in current_labels(s, pid)}
+    assert set(now) == set(docids[1:2] + docids[3:6]) and now[docids[1]] == str(not truth[docids[1]]).lower()
+    assert loop.reconcile(pid)["recovered"] == 0  # nothing left to take over
+    assert store.project_summary(pid)["last_reconcile"]["recovered"] == 0
