@@ -18,11 +18,12 @@ from annotation_client import AuthError, LabelStudioClient
 from scripts.labelstudio_server import TOKEN, LabelStudio, ensure_template, installed
 from scripts.stack import Stack
 
-from .conftest import SMS_CSV
+from .conftest import SHARED, SMS_CSV
 
 SECRET = "e2e-secret"
 ADMIN = {"Authorization": "Bearer e2e-admin"}
 N_TASKS, N_LABELLED = 600, 400
+EMOTIONS = ("admiration", "amusement", "gratitude", "love", "neutral")
 
 if not installed():
     if os.environ.get("PRELABEL_REQUIRE_LABELSTUDIO"):
@@ -49,17 +50,28 @@ def world(ls, tmp_path_factory):
         {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [y]}}]}]}
         if i < N_LABELLED else {})} for i, (t, y) in enumerate(zip(df.text, df.label))]
     project = ls.create_project("sms spam e2e")
+    # a second, multilabel project: choice="multiple" over GoEmotions comments
+    emo = pd.read_csv(SHARED / "data" / "goemotions" / "goemotions_dev.csv", keep_default_na=False)
+    rows = [(t, [e for e in x.split(";") if e in EMOTIONS]) for t, x in zip(emo.text, emo["labels"])]
+    rows = [r for r in rows if r[1]][:200]
+    multi = ls.create_project("emotions e2e", choices=EMOTIONS, multiple=True)
     work = tmp_path_factory.mktemp("prelabel")
-    settings = {"LABELSTUDIO_URL": ls.url, "LABELSTUDIO_TOKEN": TOKEN, "LABELSTUDIO_PROJECTS": str(project),
+    settings = {"LABELSTUDIO_URL": ls.url, "LABELSTUDIO_TOKEN": TOKEN,
+                "LABELSTUDIO_PROJECTS": f"{project},{multi}",
                 "LABELSTUDIO_WEBHOOK_SECRET": SECRET, "ADMIN_TOKEN": "e2e-admin", "RETRAIN_EVERY": "1",
                 "PRELABEL_K": "10", "RECONCILE_INTERVAL_S": "3600", "ML_BASIC_AUTH_USER": "label-studio",
                 "ML_BASIC_AUTH_PASS": "ml-pass"}
     stack = Stack(work, work, tagtog=False, ml_backend=True, settings=settings, web_workers=1).start()
     try:
         ls.add_webhook(project, f"{stack.web_url}/webhooks/labelstudio", {"X-Prelabel-Secret": SECRET})
+        ls.add_webhook(multi, f"{stack.web_url}/webhooks/labelstudio", {"X-Prelabel-Secret": SECRET})
         ls.import_tasks(project, tasks)  # only TASKS_CREATED: prelabel reconciles to find the annotations
+        ls.import_tasks(multi, [{"data": {"text": t}, **({"annotations": [{"result": [
+            {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": labs}}]}]}
+            if i < 150 else {})} for i, (t, labs) in enumerate(rows)])
         stack.settle(quiet_s=3, timeout=600)
-        yield {"ls": ls, "stack": stack, "project": project, "truth": truth}
+        stack.settle(quiet_s=3, timeout=600, project=2)
+        yield {"ls": ls, "stack": stack, "project": project, "truth": truth, "multi": multi}
     finally:
         stack.stop()
 
@@ -219,3 +231,25 @@ def test_personal_access_token_flow(world):
     assert client._access is not None  # exchanged for a short-lived access token
     with pytest.raises(AuthError):
         LabelStudioClient(ls.url, pat[:-4] + "AAAA", retries=0).get_project(world["project"])
+
+
+def test_multilabel_project(world):
+    """choice="multiple": the scheme is multilabel, labels are sets of choices, predictions set several choices,
+    and the ML backend answers with lists. (How well a multilabel model learns is tests/test_multilabel.py's.)"""
+    ls, stack, multi = world["ls"], world["stack"], world["multi"]
+    summary = stack.api("/api/v1/projects/2")
+    assert summary["label"]["scheme"] == "multilabel" and summary["labels"] == 150
+    assert summary["champion"] is not None and summary["champion"]["classes"]["names"] == sorted(EMOTIONS)
+    preds = [p for t in export(ls, multi) for p in t["predictions"]]
+    assert len(preds) >= 10
+    for p in preds:
+        assert p["model_version"].startswith("prelabel-v") and 0.0 < p["score"] <= 1.0
+        assert set(p["result"][0]["value"]["choices"] if p["result"] else []) <= set(EMOTIONS)
+    config = ls.api("GET", f"/api/projects/{multi}/").json()["label_config"]
+    body = {"project": f"{multi}.1700000000", "label_config": config,
+            "tasks": [{"id": i, "data": {"text": t}} for i, t in enumerate(["thank you so much!", "lol", "ok"])]}
+    r = requests.post(f"{stack.ml_url}/predict", json=body, auth=("label-studio", "ml-pass"), timeout=30)
+    assert r.status_code == 200 and len(r.json()["results"]) == 3
+    for res in r.json()["results"]:
+        assert res["model_version"] == f"prelabel-v{summary['champion']['version']}"
+        assert all(set(x["value"]["choices"]) <= set(EMOTIONS) for x in res["result"])
