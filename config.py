@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from model.names import STRATEGIES
+from model.names import FAMILIES, STRATEGIES
 
 
 LABELSTUDIO_OWNER = "ls"  # Label Studio projects have no owner: stored as ls/<project id>
@@ -83,7 +83,8 @@ class Settings:
     reconcile_interval_s: int = 300  # the periodic reconciliation: recover labels whose webhook was lost
     ground_truth_policy: str = "anncomplete"  # or anncomplete_or_user (see formats.tagtog.GroundTruthPolicy)
     # training
-    model_family: str = "rnn"
+    model_families: str = "quick,rnn"  # one candidate per family each retrain; the best on validation competes
+    model_family_every: str = "rnn:3"  # family:M trains that family every M-th retrain (others: every one)
     model_cell: str = "simple_rnn"  # the seed's SimpleRNN; gru or lstm learn more from long texts (news)
     model_epochs: int = 10
     model_seed: int = 42
@@ -118,6 +119,19 @@ class Settings:
     @property
     def models_path(self) -> Path:
         return Path(self.instance_path) / "models"
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        return tuple(f.strip() for f in self.model_families.split(",") if f.strip())
+
+    @property
+    def family_every(self) -> dict[str, int]:
+        out = {}
+        for part in self.model_family_every.split(","):
+            if part.strip():
+                name, _, n = part.partition(":")
+                out[name.strip()] = int(n)
+        return out
 
     @property
     def projects(self) -> tuple[ProjectSpec, ...]:
@@ -167,6 +181,15 @@ class Settings:
             raise ValueError("setting GROUND_TRUTH_POLICY must be anncomplete or anncomplete_or_user")
         if s.primary_metric not in PRIMARY_METRICS:
             raise ValueError(f"setting PRIMARY_METRIC must be one of {', '.join(PRIMARY_METRICS)}")
+        unknown = [f for f in s.families if f not in FAMILIES]
+        if unknown or not s.families:
+            raise ValueError(f"setting MODEL_FAMILIES must list some of {', '.join(FAMILIES)}; got {s.model_families!r}")
+        try:
+            every = s.family_every
+        except ValueError:
+            raise ValueError("setting MODEL_FAMILY_EVERY must look like rnn:3,bert:10") from None
+        if any(f not in FAMILIES or n < 1 for f, n in every.items()):
+            raise ValueError(f"setting MODEL_FAMILY_EVERY must name families of {', '.join(FAMILIES)} with M >= 1")
         if s.al_strategy not in STRATEGIES:
             raise ValueError(f"setting AL_STRATEGY must be one of {', '.join(STRATEGIES)}")
         try:

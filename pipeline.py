@@ -465,11 +465,18 @@ class Loop:
         rows, _ = self._training_rows(project_id)
         return bool(set(classes_of([y for _, _, y, is_test in rows if not is_test])) - known)
 
+    def families_due(self, project_id: int, round_no: int) -> list[str]:
+        """The families trained in this retrain round: each every FAMILY_EVERY-th round (default every round),
+        all of them in the first round, and always at least the first one listed."""
+        fams = self.settings.families
+        due = [f for f in fams if (round_no - 1) % self.settings.family_every.get(f, 1) == 0]
+        return due or list(fams[:1])
+
     def train(self, project_id: int) -> TrainResult | None:
-        """Train a candidate on every current ground-truth label, score it on the validation split (and the test
-        set), and promote it only if it is not worse than the champion. None if there are too few labels."""
+        """Train one candidate per due family on every current ground-truth label, score each on the validation
+        split (and the test set), keep the best, and promote it only if it is not worse than the champion.
+        None if there are too few labels."""
         from model.evaluate import evaluate, evaluate_multilabel, positive_class  # noqa: PLC0415
-        from model.factory import make_classifier  # noqa: PLC0415
 
         cfg = self.settings
         allowed = self.allowed_classes(project_id)
@@ -479,6 +486,8 @@ class Loop:
             label_type, slug, labels_at_full, champion_id = p.label_type, p.slug, p.labels_at_full_fit, p.champion_id
             next_version = (s.scalar(select(func.max(ModelVersion.version))
                                      .where(ModelVersion.project_id == project_id)) or 0) + 1
+            round_no = (p.rounds or 0) + 1
+            champion_family = s.get(ModelVersion, champion_id).family if champion_id else None
         test = [(k, t, y) for k, t, y, is_test in data if is_test]
         pool = [(k, t, y) for k, t, y, is_test in data if not is_test]
         classes = classes_of([y for _, _, y in pool])
@@ -492,52 +501,85 @@ class Loop:
             train, val = pool, []
         x_tr, y_tr = [t for _, t, _ in train], [y for _, _, y in train]
         validation = ([t for _, t, _ in val], [y for _, _, y in val]) if val else None
-        t0 = time.perf_counter()
-        clf, mode = None, "full"
-        if (champion_id and len(pool) >= cfg.warm_min_labels
-                and len(pool) < cfg.full_refit_growth * max(labels_at_full, 1)):
-            clf = self._load_copy(champion_id)  # never train the champion in place: the candidate may lose
-            if list(clf.classes_) == classes_of(y_tr):
-                mode = "warm"
-                clf.refit(x_tr, y_tr, epochs=cfg.warm_epochs, lr_factor=cfg.warm_lr_factor, validation=validation)
-        if mode == "full":
-            clf = make_classifier(cfg.model_family, epochs=cfg.model_epochs, cell=cfg.model_cell,
-                                  random_state=cfg.model_seed)
-            clf.fit(x_tr, y_tr, validation=validation)
-        seconds = time.perf_counter() - t0
-        multilabel = bool(getattr(clf, "multilabel_", False))
-        positive = None if multilabel else positive_class(clf.classes_)
+        warm_ok = bool(champion_id and len(pool) >= cfg.warm_min_labels
+                       and len(pool) < cfg.full_refit_growth * max(labels_at_full, 1))
 
         def score(rows: list[tuple[str, str, Any]], model: Any, dataset: str) -> dict[str, Any]:
             texts = [t for _, t, _ in rows]
             proba = model.predict_proba(texts) if rows else None
             ids, y = [k for k, _, _ in rows], [y for _, _, y in rows]
-            if multilabel:
+            if getattr(model, "multilabel_", False):
                 pred = [tuple(model.classes_[j] for j in np.flatnonzero(r >= 0.5)) for r in proba] if rows else []
                 return evaluate_multilabel(y, pred, model.classes_, proba=proba, ids=ids, dataset=dataset)
             pred = model.classes_[np.argmax(proba, axis=1)] if rows else []
-            return evaluate(y, pred, model.classes_, positive, proba=proba, ids=ids, dataset=dataset)
+            return evaluate(y, pred, model.classes_, positive_class(model.classes_), proba=proba, ids=ids,
+                            dataset=dataset)
 
-        metrics = score(val, clf, "validation")
-        test_metrics = score(test, clf, "test") if test else {}
+        candidates = []
+        for family in self.families_due(project_id, round_no):
+            t0 = time.perf_counter()
+            clf, mode = self._fit_family(family, x_tr, y_tr, validation,
+                                         champion_id if warm_ok and family == champion_family else None)
+            seconds = time.perf_counter() - t0
+            candidates.append((family, clf, mode, seconds, score(val, clf, "validation")))
+        key = cfg.primary_metric
+        best = max(range(len(candidates)), key=lambda i: (candidates[i][4].get(key) or 0.0, -i))  # ties: listed first
         now_classes = classes_of([y for _, _, y, is_test in self._training_rows(project_id, allowed)[0]
                                   if not is_test])
-        if now_classes != list(clf.classes_):
-            status = "rejected"
-            reason = f"the label scheme changed while training ({list(clf.classes_)} -> {now_classes}); retraining"
-            self.store.request_retrain(project_id)
-        else:
-            status, reason = self._gate(project_id, champion_id, clf, val, metrics, score)
+        result = None
+        for i, (family, clf, mode, seconds, metrics) in enumerate(candidates):
+            version = next_version + i
+            if now_classes != list(clf.classes_):
+                status = "rejected"
+                reason = f"the label scheme changed while training ({list(clf.classes_)} -> {now_classes}); retraining"
+                self.store.request_retrain(project_id)
+            elif i != best:
+                b = candidates[best]
+                status, reason = "rejected", (f"{family} {key} {metrics.get(key) or 0.0:.4f} < {b[0]}'s "
+                                              f"{b[4].get(key) or 0.0:.4f} in the same round")
+            else:
+                status, reason = self._gate(project_id, champion_id, clf, val, metrics, score)
+                if len(candidates) > 1:
+                    reason = f"best of {', '.join(c[0] for c in candidates)} this round; {reason}"
+            r = self._save_candidate(project_id, slug, version, clf, mode, status, reason, metrics,
+                                     score(test, clf, "test") if test else {}, train, val, test, max_label,
+                                     seconds, label_type, pool)
+            if i == best or result is None:
+                result = r
+        with self.store.session() as s:
+            s.get(Project, project_id).rounds = round_no
+        return result
+
+    def _fit_family(self, family: str, x_tr: list[str], y_tr: list[Any], validation: Any,
+                    warm_from: int | None) -> tuple[Any, str]:
+        """A fitted candidate of ``family``: warm (the champion's copy trained further) or full."""
+        from model.factory import make_classifier  # noqa: PLC0415
+
+        cfg = self.settings
+        if warm_from is not None:
+            clf = self._load_copy(warm_from)  # never train the champion in place: the candidate may lose
+            if list(clf.classes_) == classes_of(y_tr):
+                clf.refit(x_tr, y_tr, epochs=cfg.warm_epochs, lr_factor=cfg.warm_lr_factor, validation=validation)
+                return clf, "warm"
+        clf = make_classifier(family, epochs=cfg.model_epochs, cell=cfg.model_cell, random_state=cfg.model_seed)
+        clf.fit(x_tr, y_tr, validation=validation)
+        return clf, "full"
+
+    def _save_candidate(self, project_id: int, slug: str, version: int, clf: Any, mode: str, status: str,
+                        reason: str, metrics: dict[str, Any], test_metrics: dict[str, Any], train: list[Any],
+                        val: list[Any], test: list[Any], max_label: int, seconds: float, label_type: str | None,
+                        pool: list[Any]) -> TrainResult:
+        multilabel = bool(getattr(clf, "multilabel_", False))
         history = getattr(clf, "history_", {})
-        meta = {"family": clf.family, "version": next_version, "mode": mode, "status": status, "reason": reason,
+        meta = {"family": clf.family, "version": version, "mode": mode, "status": status, "reason": reason,
                 "classes": list(clf.classes_), "multilabel": multilabel,
                 "label_values": list(clf.classes_) if multilabel else [class_value(c, label_type) for c in clf.classes_],
                 "label_type": label_type, "params": clf.get_params(), "metrics": metrics, "test_metrics": test_metrics,
                 "history": history, "n_train": len(train), "n_validation": len(val), "n_test": len(test),
                 "trained_through_label": max_label, "train_seconds": seconds, "trained_at": utcnow().isoformat() + "Z"}
-        folder = save_version(clf, cfg.models_path / slug, f"v{next_version}", meta)
+        folder = save_version(clf, self.settings.models_path / slug, f"v{version}", meta)
         with self.store.session() as s:
-            mv = ModelVersion(project_id=project_id, version=next_version, family=clf.family, mode=mode,
+            mv = ModelVersion(project_id=project_id, version=version, family=clf.family, mode=mode,
                               path=str(folder), params=clf.get_params(), metrics=metrics, test_metrics=test_metrics,
                               history=history, classes={"names": list(clf.classes_), "label_type": label_type,
                                                         "multilabel": multilabel},
@@ -552,14 +594,15 @@ class Loop:
                 p.labels_at_full_fit = len(pool)
             if status == "rejected":
                 mv.status = "rejected"
+            champion_id = p.champion_id
         if status == "champion":
-            self.store.promote(project_id, next_version, reason)
+            self.store.promote(project_id, version, reason)
             self._models[project_id] = (version_id, clf)
             champion_id = version_id
-        logger.info("project %s: v%d (%s, %s) on %d labels in %.1fs; validation %d: %s %.3f; %s", slug,
-                    next_version, mode, status, len(train), seconds, len(val), cfg.primary_metric,
-                    metrics.get(cfg.primary_metric) or 0.0, reason)
-        return TrainResult(version_id, next_version, metrics, mode, status, champion_id)
+        logger.info("project %s: v%d %s (%s, %s) on %d labels in %.1fs; validation %d: %s %.3f; %s", slug, version,
+                    clf.family, mode, status, len(train), seconds, len(val), self.settings.primary_metric,
+                    metrics.get(self.settings.primary_metric) or 0.0, reason)
+        return TrainResult(version_id, version, metrics, mode, status, champion_id)
 
     def cross_validate(self, project_id: int, folds: int = 10, max_labels: int = 3000) -> dict[str, Any]:
         """k-fold cross-validation of the champion's configuration on every train + validation label (never the
@@ -580,19 +623,21 @@ class Loop:
         if len(rows) < folds * 2 or len(classes) < 2 or (counts and min(counts.values()) < folds):
             raise ValueError(f"too few labels for {folds}-fold cross-validation ({len(rows)} labels, "
                              f"per class {counts or 'n/a'})")
+        with self.store.session() as s:
+            p = s.get(Project, project_id)
+            family = s.get(ModelVersion, p.champion_id).family if p.champion_id else cfg.families[0]
         splitter = KFold(folds, shuffle=True, random_state=cfg.model_seed) if multilabel else \
             StratifiedKFold(folds, shuffle=True, random_state=cfg.model_seed)
         scores = []
         t0 = time.perf_counter()
         for tr, te in splitter.split(np.zeros(len(rows)), None if multilabel else ys):
-            clf = make_classifier(cfg.model_family, epochs=cfg.model_epochs, cell=cfg.model_cell,
-                                  random_state=cfg.model_seed)
+            clf = make_classifier(family, epochs=cfg.model_epochs, cell=cfg.model_cell, random_state=cfg.model_seed)
             clf.fit([rows[i][1] for i in tr], [ys[i] for i in tr])
             x_te, y_te = [rows[i][1] for i in te], [ys[i] for i in te]
             m = (evaluate_multilabel(y_te, clf.predict(x_te), classes) if multilabel
                  else evaluate(y_te, clf.predict(x_te), classes))
             scores.append({k: m[k] for k in ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "mcc")})
-        result = {"folds": folds, "n_labels": len(rows), "dataset": "train+validation (k-fold)",
+        result = {"folds": folds, "family": family, "n_labels": len(rows), "dataset": "train+validation (k-fold)",
                   "seconds": round(time.perf_counter() - t0, 1),
                   **{f"{k}_mean": float(np.mean([s[k] for s in scores])) for k in scores[0]},
                   **{f"{k}_std": float(np.std([s[k] for s in scores])) for k in scores[0]}, "per_fold": scores}

@@ -1,27 +1,30 @@
 """The one place that maps a family name to a classifier class."""
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
 from .base import TextClassifier, read_json
+from .names import FAMILIES
 
 
 def _families() -> dict[str, type[TextClassifier]]:
+    from .quick import QuickClassifier  # noqa: PLC0415 - scikit-learn loads on first fit/load
     from .rnn import RNNClassifier  # noqa: PLC0415 - light import; Keras itself loads on first fit/load
 
-    return {"rnn": RNNClassifier}
-
-
-FAMILIES = ("rnn",)
+    return {"rnn": RNNClassifier, "quick": QuickClassifier}
 
 
 def make_classifier(family: str, **params: Any) -> TextClassifier:
+    """A new classifier of ``family``; ``params`` it does not take (e.g. ``cell`` for ``quick``) are ignored, so
+    one set of settings can configure every family."""
     try:
         cls = _families()[family]
     except KeyError:
         raise ValueError(f"unknown model family {family!r}; known: {sorted(FAMILIES)}") from None
-    return cls(**params)
+    accepted = inspect.signature(cls.__init__).parameters
+    return cls(**{k: v for k, v in params.items() if k in accepted})
 
 
 def load_classifier(folder: Path) -> TextClassifier:

