@@ -1,0 +1,152 @@
+"""Model families side by side: quality, training time, scoring throughput, single-text latency, peak memory
+and model size, on sms_spam, ag_news and goemotions (80/20 split, stratified for single-label, random_state 42).
+
+Each (family, dataset) runs in its own process, so its peak memory (ru_maxrss) is its own. ``auto`` is what the
+service does: every family is trained on 80 % of the training split, the best macro F1 on the other 20 % is
+chosen, and that choice is scored on the test split.
+
+    python -m bench.families                       # quick and rnn on the three datasets
+    python -m bench.families --datasets sms --families quick
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.learning_curves import load
+from model.names import FAMILIES
+
+
+def _score(clf: Any, texts: list[str], labels: list[Any], multilabel: bool) -> dict[str, float]:
+    from model.evaluate import evaluate, evaluate_multilabel, positive_class  # noqa: PLC0415
+
+    pred = clf.predict(texts)
+    if multilabel:
+        m = evaluate_multilabel(labels, pred, list(clf.classes_))
+        return {"f1_macro": m["f1_macro"], "f1_micro": m["f1_micro"]}
+    m = evaluate(labels, pred, list(clf.classes_), positive_class(clf.classes_))
+    out = {"f1_macro": m["f1_macro"], "accuracy": m["accuracy"]}
+    if "spam" in clf.classes_:
+        out["spam_f1"] = m["per_class"]["spam"]["f1"]
+    return out
+
+
+def _split(labels: list[Any], multilabel: bool, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split  # noqa: PLC0415
+
+    idx = np.arange(len(labels))
+    return train_test_split(idx, test_size=0.2, stratify=None if multilabel else labels, random_state=seed)
+
+
+def run_one(family: str, dataset: str, max_train: int) -> dict[str, Any]:
+    """Train ``family`` on ``dataset`` and measure it; runs in a child process."""
+    from model.factory import load_classifier, make_classifier  # noqa: PLC0415
+    from pipeline import save_version  # noqa: PLC0415
+
+    texts, labels, multilabel = load(dataset)
+    tr, te = _split(labels, multilabel)
+    tr = tr[:max_train] if max_train else tr
+    x_tr, y_tr = [texts[i] for i in tr], [labels[i] for i in tr]
+    x_te, y_te = [texts[i] for i in te], [labels[i] for i in te]
+    clf = make_classifier(family, random_state=42, cell="gru" if multilabel else "simple_rnn")
+    t0 = time.perf_counter()
+    clf.fit(x_tr, y_tr)
+    train_s = time.perf_counter() - t0
+    quality = _score(clf, x_te, y_te, multilabel)
+    t0 = time.perf_counter()
+    clf.predict_proba(x_te)
+    throughput = len(x_te) / (time.perf_counter() - t0)
+    one = []
+    for t in x_te[:50]:
+        t0 = time.perf_counter()
+        clf.predict_proba([t])
+        one.append(time.perf_counter() - t0)
+    with tempfile.TemporaryDirectory() as d:
+        folder = save_version(clf, Path(d), "v1", {"family": family})
+        size = sum(f.stat().st_size for f in folder.iterdir())
+        same = np.allclose(load_classifier(folder).predict_proba(x_te[:200]), clf.predict_proba(x_te[:200]),
+                           atol=1e-5)
+    return {"family": family, "dataset": dataset, "n_train": len(x_tr), "n_test": len(x_te), **quality,
+            "train_s": round(train_s, 2), "texts_per_s": round(throughput), "one_text_ms": round(
+                1000 * statistics.median(one), 2), "peak_rss_mb": round(resource.getrusage(
+                    resource.RUSAGE_SELF).ru_maxrss / 1024), "model_mb": round(size / 1e6, 2), "reload_same": same}
+
+
+def run_auto(families: list[str], dataset: str, max_train: int) -> dict[str, Any]:
+    """The service's choice: best validation macro F1 among ``families``, scored on the test split."""
+    from sklearn.model_selection import train_test_split  # noqa: PLC0415
+
+    from model.factory import make_classifier  # noqa: PLC0415
+
+    texts, labels, multilabel = load(dataset)
+    tr, te = _split(labels, multilabel)
+    tr = tr[:max_train] if max_train else tr
+    fit_i, val_i = train_test_split(tr, test_size=0.2, random_state=42,
+                                    stratify=None if multilabel else [labels[i] for i in tr])
+    best = None
+    for fam in families:
+        clf = make_classifier(fam, random_state=42, cell="gru" if multilabel else "simple_rnn")
+        clf.fit([texts[i] for i in fit_i], [labels[i] for i in fit_i])
+        val = _score(clf, [texts[i] for i in val_i], [labels[i] for i in val_i], multilabel)["f1_macro"]
+        if best is None or val > best[0]:
+            best = (val, fam, clf)
+    val, fam, clf = best
+    return {"family": f"auto ({fam})", "dataset": dataset, "validation_f1_macro": round(val, 4),
+            **_score(clf, [texts[i] for i in te], [labels[i] for i in te], multilabel)}
+
+
+def _child(fn: str, args: tuple, q: Any) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    q.put(globals()[fn](*args))
+
+
+def in_child(fn: str, *args: Any) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(fn, args, q))
+    p.start()
+    out = q.get()
+    p.join()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.families", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="sms,ag_news,goemotions")
+    ap.add_argument("--families", default=",".join(FAMILIES), help=f"some of {', '.join(FAMILIES)}")
+    ap.add_argument("--max-train", type=int, default=0, help="cap on training texts (0 = all)")
+    ap.add_argument("--no-auto", action="store_true", help="skip the automatic choice")
+    args = ap.parse_args(argv)
+    families = [f for f in args.families.split(",") if f]
+    rows = []
+    for dataset in args.datasets.split(","):
+        for fam in families:
+            rows.append(in_child("run_one", fam, dataset, args.max_train))
+            print(json.dumps(rows[-1]), flush=True)  # noqa: T201 - the benchmark's output
+        if not args.no_auto and len(families) > 1:
+            rows.append(in_child("run_auto", families, dataset, args.max_train))
+            print(json.dumps(rows[-1]), flush=True)  # noqa: T201
+    cols = ["dataset", "family", "spam_f1", "f1_macro", "train_s", "texts_per_s", "one_text_ms", "peak_rss_mb",
+            "model_mb"]
+    print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))  # noqa: T201
+    for r in rows:
+        print("| " + " | ".join(  # noqa: T201
+            f"{r[c]:.3f}" if isinstance(r.get(c), float) and c in ("spam_f1", "f1_macro") else str(r.get(c, ""))
+            for c in cols) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
