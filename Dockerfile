@@ -9,8 +9,9 @@ FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 TF_CPP_MIN_LOG_LEVEL=3 INSTANCE_PATH=/app/instance
 WORKDIR /app
 # the same install steps as .ci/run, requirements first so code changes reuse the layer
-COPY requirements.txt .
-RUN pip install --upgrade pip && pip install -r requirements.txt
+COPY requirements.txt requirements-bert.txt requirements-bert-nodeps.txt ./
+RUN pip install --upgrade pip && pip install -r requirements.txt -r requirements-bert.txt \
+    && pip install --no-deps -r requirements-bert-nodeps.txt
 COPY . .
 RUN useradd --create-home prelabel && mkdir -p /app/instance && chown prelabel /app/instance
 USER prelabel

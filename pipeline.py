@@ -465,12 +465,17 @@ class Loop:
         rows, _ = self._training_rows(project_id)
         return bool(set(classes_of([y for _, _, y, is_test in rows if not is_test])) - known)
 
-    def families_due(self, project_id: int, round_no: int) -> list[str]:
+    def families_due(self, round_no: int, n_labels: int) -> list[str]:
         """The families trained in this retrain round: each every FAMILY_EVERY-th round (default every round),
-        all of them in the first round, and always at least the first one listed."""
-        fams = self.settings.families
-        due = [f for f in fams if (round_no - 1) % self.settings.family_every.get(f, 1) == 0]
-        return due or list(fams[:1])
+        all of them in the first round, and always at least the first one listed. During cold start (fewer than
+        COLD_START_LABELS labels) embed, the best with few labels, trains every round and comes first (wins ties)."""
+        fams = list(self.settings.families)
+        cold = n_labels < self.settings.cold_start_labels and "embed" in fams
+        due = [f for f in fams if (round_no - 1) % self.settings.family_every.get(f, 1) == 0
+               or (cold and f == "embed")]
+        if cold:
+            due = ["embed"] + [f for f in due if f != "embed"]
+        return due or fams[:1]
 
     def train(self, project_id: int) -> TrainResult | None:
         """Train one candidate per due family on every current ground-truth label, score each on the validation
@@ -516,7 +521,7 @@ class Loop:
                             dataset=dataset)
 
         candidates = []
-        for family in self.families_due(project_id, round_no):
+        for family in self.families_due(round_no, len(pool)):
             t0 = time.perf_counter()
             clf, mode = self._fit_family(family, x_tr, y_tr, validation,
                                          champion_id if warm_ok and family == champion_family else None)
@@ -561,7 +566,8 @@ class Loop:
             if list(clf.classes_) == classes_of(y_tr):
                 clf.refit(x_tr, y_tr, epochs=cfg.warm_epochs, lr_factor=cfg.warm_lr_factor, validation=validation)
                 return clf, "warm"
-        clf = make_classifier(family, epochs=cfg.model_epochs, cell=cfg.model_cell, random_state=cfg.model_seed)
+        clf = make_classifier(family, epochs=cfg.model_epochs, cell=cfg.model_cell, random_state=cfg.model_seed,
+                              checkpoint=cfg.embed_checkpoint)
         clf.fit(x_tr, y_tr, validation=validation)
         return clf, "full"
 
@@ -631,7 +637,8 @@ class Loop:
         scores = []
         t0 = time.perf_counter()
         for tr, te in splitter.split(np.zeros(len(rows)), None if multilabel else ys):
-            clf = make_classifier(family, epochs=cfg.model_epochs, cell=cfg.model_cell, random_state=cfg.model_seed)
+            clf = make_classifier(family, epochs=cfg.model_epochs, cell=cfg.model_cell, random_state=cfg.model_seed,
+                                  checkpoint=cfg.embed_checkpoint)
             clf.fit([rows[i][1] for i in tr], [ys[i] for i in tr])
             x_te, y_te = [rows[i][1] for i in te], [ys[i] for i in te]
             m = (evaluate_multilabel(y_te, clf.predict(x_te), classes) if multilabel

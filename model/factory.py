@@ -10,10 +10,11 @@ from .names import FAMILIES
 
 
 def _families() -> dict[str, type[TextClassifier]]:
+    from .embed import EmbedClassifier  # noqa: PLC0415 - keras-hub loads on first fit/load
     from .quick import QuickClassifier  # noqa: PLC0415 - scikit-learn loads on first fit/load
     from .rnn import RNNClassifier  # noqa: PLC0415 - light import; Keras itself loads on first fit/load
 
-    return {"rnn": RNNClassifier, "quick": QuickClassifier}
+    return {"rnn": RNNClassifier, "quick": QuickClassifier, "embed": EmbedClassifier}
 
 
 def make_classifier(family: str, **params: Any) -> TextClassifier:

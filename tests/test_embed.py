@@ -1,0 +1,58 @@
+"""The embed family (frozen MiniLM embeddings via keras-hub + logistic regression): it learns from few labels,
+round-trips, caches embeddings, and a bad checkpoint is refused when settings are read."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score
+from sklearn.model_selection import train_test_split
+
+from config import Settings
+from model.embed import EmbedClassifier
+from model.factory import load_classifier
+from pipeline import save_version
+
+from .conftest import SMS_CSV
+
+
+@pytest.fixture(scope="module")
+def sms():
+    df = pd.read_csv(SMS_CSV, keep_default_na=False)
+    tr, te = train_test_split(df, test_size=0.2, stratify=df.label, random_state=42)
+    return tr.groupby("label").head(50), te.sample(n=400, random_state=0)
+
+
+def test_embed_learns_from_100_labels(sms):
+    small, te = sms
+    clf = EmbedClassifier().fit(list(small.text), list(small.label))
+    assert f1_score(te.label, clf.predict(list(te.text)), pos_label="spam") >= 0.6  # TF-IDF is near 0 here
+    p = clf.predict_proba(list(te.text[:10]))
+    assert p.shape == (10, 2) and list(clf.classes_) == ["ham", "spam"] and np.allclose(p.sum(axis=1), 1)
+    cached = len(clf.encoder.cache)
+    clf.fit(list(small.text), list(small.label))  # a retrain embeds nothing again
+    assert len(clf.encoder.cache) == cached
+
+
+def test_embed_save_load_identical_and_multilabel(sms, tmp_path):
+    small, te = sms
+    clf = EmbedClassifier().fit(list(small.text), list(small.label))
+    back = load_classifier(save_version(clf, tmp_path, "v1", {"family": "embed"}))
+    assert np.array_equal(back.predict_proba(list(te.text[:50])), clf.predict_proba(list(te.text[:50])))
+    texts = ["i love you", "haha so funny", "thank you so much", "love it, thanks", "lol thanks", "ok", ""] * 3
+    labels = [("love",), ("fun",), ("thanks",), ("love", "thanks"), ("fun", "thanks"), (), ()] * 3
+    m = EmbedClassifier().fit(texts, labels)
+    assert m.multilabel_ and m.predict_proba(["thanks!", "x" * 5000]).shape == (2, 3)  # long text: truncated
+
+
+def test_bad_checkpoint_is_refused_at_configuration(tmp_path):
+    with pytest.raises(ValueError, match="EMBED_CHECKPOINT.*does not exist"):
+        Settings.from_env({"MODEL_FAMILIES": "quick,embed", "EMBED_CHECKPOINT": str(tmp_path / "nope")})
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    (tmp_path / "vocab.txt").write_text("[PAD]\n")
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError, match="model_type 'gpt2', not a BERT"):
+        Settings.from_env({"MODEL_FAMILIES": "embed", "EMBED_CHECKPOINT": str(tmp_path)})
+    assert Settings.from_env({"MODEL_FAMILIES": "quick,embed"}).families == ("quick", "embed")  # MiniLM default
