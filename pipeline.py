@@ -567,7 +567,7 @@ class Loop:
                 clf.refit(x_tr, y_tr, epochs=cfg.warm_epochs, lr_factor=cfg.warm_lr_factor, validation=validation)
                 return clf, "warm"
         clf = make_classifier(family, epochs=cfg.model_epochs, cell=cfg.model_cell, random_state=cfg.model_seed,
-                              checkpoint=cfg.embed_checkpoint)
+                              checkpoint=cfg.bert_checkpoint)
         clf.fit(x_tr, y_tr, validation=validation)
         return clf, "full"
 
@@ -638,7 +638,7 @@ class Loop:
         t0 = time.perf_counter()
         for tr, te in splitter.split(np.zeros(len(rows)), None if multilabel else ys):
             clf = make_classifier(family, epochs=cfg.model_epochs, cell=cfg.model_cell, random_state=cfg.model_seed,
-                                  checkpoint=cfg.embed_checkpoint)
+                                  checkpoint=cfg.bert_checkpoint)
             clf.fit([rows[i][1] for i in tr], [ys[i] for i in tr])
             x_te, y_te = [rows[i][1] for i in te], [ys[i] for i in te]
             m = (evaluate_multilabel(y_te, clf.predict(x_te), classes) if multilabel

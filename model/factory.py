@@ -10,11 +10,12 @@ from .names import FAMILIES
 
 
 def _families() -> dict[str, type[TextClassifier]]:
+    from .bert import BertClassifier  # noqa: PLC0415 - keras-hub loads on first fit/load
     from .embed import EmbedClassifier  # noqa: PLC0415 - keras-hub loads on first fit/load
     from .quick import QuickClassifier  # noqa: PLC0415 - scikit-learn loads on first fit/load
     from .rnn import RNNClassifier  # noqa: PLC0415 - light import; Keras itself loads on first fit/load
 
-    return {"rnn": RNNClassifier, "quick": QuickClassifier, "embed": EmbedClassifier}
+    return {"rnn": RNNClassifier, "quick": QuickClassifier, "embed": EmbedClassifier, "bert": BertClassifier}
 
 
 def make_classifier(family: str, **params: Any) -> TextClassifier:

@@ -5,7 +5,7 @@ from typing import Iterable
 
 STRATEGIES = ("random", "deterministic", "least_confidence", "entropy", "margin", "maxprob")
 UNCERTAINTY = ("least_confidence", "entropy", "margin")
-FAMILIES = ("quick", "rnn", "embed")  # model/factory.py maps each to its class
+FAMILIES = ("quick", "rnn", "embed", "bert")  # model/factory.py maps each to its class
 
 
 def class_counts(values: "Iterable[object]") -> dict[str, int]:

@@ -48,11 +48,11 @@ def test_embed_save_load_identical_and_multilabel(sms, tmp_path):
 
 
 def test_bad_checkpoint_is_refused_at_configuration(tmp_path):
-    with pytest.raises(ValueError, match="EMBED_CHECKPOINT.*does not exist"):
-        Settings.from_env({"MODEL_FAMILIES": "quick,embed", "EMBED_CHECKPOINT": str(tmp_path / "nope")})
+    with pytest.raises(ValueError, match="BERT_CHECKPOINT.*does not exist"):
+        Settings.from_env({"MODEL_FAMILIES": "quick,embed", "BERT_CHECKPOINT": str(tmp_path / "nope")})
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     (tmp_path / "vocab.txt").write_text("[PAD]\n")
     (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(ValueError, match="model_type 'gpt2', not a BERT"):
-        Settings.from_env({"MODEL_FAMILIES": "embed", "EMBED_CHECKPOINT": str(tmp_path)})
+        Settings.from_env({"MODEL_FAMILIES": "embed", "BERT_CHECKPOINT": str(tmp_path)})
     assert Settings.from_env({"MODEL_FAMILIES": "quick,embed"}).families == ("quick", "embed")  # MiniLM default
