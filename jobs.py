@@ -25,19 +25,26 @@ logger = logging.getLogger(__name__)
 SETTINGS = Settings.from_env()
 
 
-def make_huey(settings: Settings) -> Huey:
+def make_huey(settings: Settings, name: str = "prelabel") -> Huey:
+    """The queue ``name``: on Redis (QUEUE_URL=redis://...) or in a SQLite file in the instance folder."""
     if settings.queue_url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisHuey("prelabel", url=settings.queue_url, results=False)
+        return RedisHuey(name, url=settings.queue_url, results=False)
     if settings.queue_url and not settings.queue_url.startswith("sqlite"):
         raise ValueError(f"QUEUE_URL must be redis://... or empty (SQLite), got {settings.queue_url.split(':')[0]}:")
     path = settings.queue_url.removeprefix("sqlite:///") if settings.queue_url else str(
         Path(settings.instance_path) / "queue.db")
+    if name != "prelabel":
+        path = str(Path(path).with_name(f"{Path(path).stem}-{name.removeprefix('prelabel-')}{Path(path).suffix}"))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     # results=False: outcomes live in the events table; stored task results would only grow the queue file
-    return SqliteHuey("prelabel", filename=path, results=False)
+    return SqliteHuey(name, filename=path, results=False)
 
 
 huey = make_huey(SETTINGS)
+# bert fine-tuning has its own queue, so a GPU worker can take it while CPU workers do the rest:
+#     huey_consumer jobs.huey_bert -w 1
+huey_bert = make_huey(SETTINGS, "prelabel-bert")
+OWN_QUEUE = ("bert",)
 _loop: Any = None
 
 
@@ -59,6 +66,7 @@ def get_loop() -> Any:
 
 
 @huey.on_startup()
+@huey_bert.on_startup()
 def warm_up() -> None:
     """Import Keras once per worker, so the first retrain after a confirm does not pay ~3 s for it."""
     logging.basicConfig(level=SETTINGS.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -119,7 +127,9 @@ def retrain(project_id: int) -> str:
                     runs += 1
                     try:
                         loop.sync_project(project_id)
-                        result = loop.train(project_id)
+                        result = loop.train(project_id, defer=OWN_QUEUE)
+                        for family in result.deferred if result is not None else ():
+                            train_family(project_id, family)
                         if result is not None and result.champion_id is not None:
                             if result.status == "champion":
                                 loop.score_pool(project_id, result.champion_id)
@@ -134,6 +144,24 @@ def retrain(project_id: int) -> str:
     if loop.store.retrain_pending(project_id):  # a request that landed while the lock was being released
         retrain(project_id)
     return f"{runs} run(s)"
+
+
+@huey_bert.task(retries=2, retry_delay=60)
+def train_family(project_id: int, family: str) -> str:
+    """Train one candidate of ``family`` (bert) on the current labels, on the bert queue's worker; gated like any
+    candidate. One at a time per project; requests meanwhile are dropped (the next round asks again)."""
+    loop = get_loop()
+    try:
+        with huey_bert.lock_task(f"{family}-{project_id}"):
+            result = loop.train(project_id, families=[family])
+    except TaskLockedException:
+        return f"a {family} training of this project is already running"
+    if result is None:
+        return "too few labels"
+    if result.status == "champion":
+        loop.score_pool(project_id, result.champion_id)
+        loop.prelabel(project_id, result.champion_id)
+    return f"v{result.version} {result.status}"
 
 
 @huey.task(retries=3, retry_delay=60)

@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -45,6 +45,7 @@ class TrainResult:
     mode: str
     status: str  # champion | rejected
     champion_id: int | None  # the version in service after this run
+    deferred: tuple[str, ...] = ()  # families due this round that train on their own queue (bert)
 
 
 @dataclass(frozen=True)
@@ -477,10 +478,12 @@ class Loop:
             due = ["embed"] + [f for f in due if f != "embed"]
         return due or fams[:1]
 
-    def train(self, project_id: int) -> TrainResult | None:
-        """Train one candidate per due family on every current ground-truth label, score each on the validation
-        split (and the test set), keep the best, and promote it only if it is not worse than the champion.
-        None if there are too few labels."""
+    def train(self, project_id: int, families: Sequence[str] | None = None,
+              defer: Sequence[str] = ()) -> TrainResult | None:
+        """Train one candidate per due family (or per family of ``families``, outside the round count) on every
+        current ground-truth label, score each on the validation split (and the test set), keep the best, and
+        promote it only if it is not worse than the champion. Due families in ``defer`` are not trained here but
+        returned in ``deferred`` (the caller queues them). None if there are too few labels."""
         from model.evaluate import evaluate, evaluate_multilabel, positive_class  # noqa: PLC0415
 
         cfg = self.settings
@@ -489,8 +492,6 @@ class Loop:
         with self.store.session() as s:
             p = s.get(Project, project_id)
             label_type, slug, labels_at_full, champion_id = p.label_type, p.slug, p.labels_at_full_fit, p.champion_id
-            next_version = (s.scalar(select(func.max(ModelVersion.version))
-                                     .where(ModelVersion.project_id == project_id)) or 0) + 1
             round_no = (p.rounds or 0) + 1
             champion_family = s.get(ModelVersion, champion_id).family if champion_id else None
         test = [(k, t, y) for k, t, y, is_test in data if is_test]
@@ -520,8 +521,16 @@ class Loop:
             return evaluate(y, pred, model.classes_, positive_class(model.classes_), proba=proba, ids=ids,
                             dataset=dataset)
 
+        due = list(families) if families is not None else self.families_due(round_no, len(pool))
+        deferred = tuple(f for f in due if f in defer)
+        due = [f for f in due if f not in defer]
+        if not due:
+            if families is None:
+                with self.store.session() as s:
+                    s.get(Project, project_id).rounds = round_no
+            return TrainResult(0, 0, {}, "", "deferred", champion_id, deferred)
         candidates = []
-        for family in self.families_due(round_no, len(pool)):
+        for family in due:
             t0 = time.perf_counter()
             clf, mode = self._fit_family(family, x_tr, y_tr, validation,
                                          champion_id if warm_ok and family == champion_family else None)
@@ -533,7 +542,6 @@ class Loop:
                                   if not is_test])
         result = None
         for i, (family, clf, mode, seconds, metrics) in enumerate(candidates):
-            version = next_version + i
             if now_classes != list(clf.classes_):
                 status = "rejected"
                 reason = f"the label scheme changed while training ({list(clf.classes_)} -> {now_classes}); retraining"
@@ -546,14 +554,34 @@ class Loop:
                 status, reason = self._gate(project_id, champion_id, clf, val, metrics, score)
                 if len(candidates) > 1:
                     reason = f"best of {', '.join(c[0] for c in candidates)} this round; {reason}"
-            r = self._save_candidate(project_id, slug, version, clf, mode, status, reason, metrics,
+            r = self._save_candidate(project_id, slug, clf, mode, status, reason, metrics,
                                      score(test, clf, "test") if test else {}, train, val, test, max_label,
                                      seconds, label_type, pool)
             if i == best or result is None:
                 result = r
-        with self.store.session() as s:
-            s.get(Project, project_id).rounds = round_no
-        return result
+        if families is None:
+            with self.store.session() as s:
+                s.get(Project, project_id).rounds = round_no
+        return replace(result, deferred=deferred)
+
+    def _allocate_version(self, project_id: int, clf: Any, mode: str, reason: str, seconds: float) -> tuple[int, int]:
+        """The next version number, taken by inserting its row: two workers saving at once (the bert queue and
+        the main one) get different numbers."""
+        from sqlalchemy.exc import IntegrityError  # noqa: PLC0415
+
+        for _ in range(10):
+            try:
+                with self.store.session() as s:
+                    version = (s.scalar(select(func.max(ModelVersion.version))
+                                        .where(ModelVersion.project_id == project_id)) or 0) + 1
+                    mv = ModelVersion(project_id=project_id, version=version, family=clf.family, mode=mode, path="",
+                                      train_seconds=seconds, status="candidate", reason=reason)
+                    s.add(mv)
+                    s.flush()
+                    return version, mv.id
+            except IntegrityError:
+                continue
+        raise RuntimeError(f"could not allocate a model version for project {project_id}")
 
     def _fit_family(self, family: str, x_tr: list[str], y_tr: list[Any], validation: Any,
                     warm_from: int | None) -> tuple[Any, str]:
@@ -571,29 +599,27 @@ class Loop:
         clf.fit(x_tr, y_tr, validation=validation)
         return clf, "full"
 
-    def _save_candidate(self, project_id: int, slug: str, version: int, clf: Any, mode: str, status: str,
+    def _save_candidate(self, project_id: int, slug: str, clf: Any, mode: str, status: str,
                         reason: str, metrics: dict[str, Any], test_metrics: dict[str, Any], train: list[Any],
                         val: list[Any], test: list[Any], max_label: int, seconds: float, label_type: str | None,
                         pool: list[Any]) -> TrainResult:
         multilabel = bool(getattr(clf, "multilabel_", False))
         history = getattr(clf, "history_", {})
-        meta = {"family": clf.family, "version": version, "mode": mode, "status": status, "reason": reason,
+        meta = {"family": clf.family, "version": 0, "mode": mode, "status": status, "reason": reason,
                 "classes": list(clf.classes_), "multilabel": multilabel,
                 "label_values": list(clf.classes_) if multilabel else [class_value(c, label_type) for c in clf.classes_],
                 "label_type": label_type, "params": clf.get_params(), "metrics": metrics, "test_metrics": test_metrics,
                 "history": history, "n_train": len(train), "n_validation": len(val), "n_test": len(test),
                 "trained_through_label": max_label, "train_seconds": seconds, "trained_at": utcnow().isoformat() + "Z"}
+        version, version_id = self._allocate_version(project_id, clf, mode, reason, seconds)
+        meta["version"] = version
         folder = save_version(clf, self.settings.models_path / slug, f"v{version}", meta)
         with self.store.session() as s:
-            mv = ModelVersion(project_id=project_id, version=version, family=clf.family, mode=mode,
-                              path=str(folder), params=clf.get_params(), metrics=metrics, test_metrics=test_metrics,
-                              history=history, classes={"names": list(clf.classes_), "label_type": label_type,
-                                                        "multilabel": multilabel},
-                              n_train=len(train), n_holdout=len(val), train_seconds=seconds,
-                              status="candidate", reason=reason)
-            s.add(mv)
-            s.flush()
-            version_id = mv.id
+            mv = s.get(ModelVersion, version_id)
+            mv.path, mv.params, mv.metrics, mv.test_metrics, mv.history = (str(folder), clf.get_params(), metrics,
+                                                                           test_metrics, history)
+            mv.classes = {"names": list(clf.classes_), "label_type": label_type, "multilabel": multilabel}
+            mv.n_train, mv.n_holdout = len(train), len(val)
             p = s.get(Project, project_id)
             p.trained_through_label = max(p.trained_through_label, max_label)
             if mode == "full":

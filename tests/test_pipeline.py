@@ -434,3 +434,21 @@ def test_each_family_competes_and_expensive_ones_run_less_often(env):
     with pytest.raises(ValueError, match="MODEL_FAMILIES"):
         from config import Settings
         Settings.from_env({"MODEL_FAMILIES": "quick,bogus"})
+
+
+def test_bert_is_deferred_to_its_own_queue(env):
+    """The main retrain leaves bert to the bert queue's worker (jobs.train_family), which trains and gates it."""
+    emu, server, store, loop, pid, truth = env
+    loop.settings = loop.settings.with_(model_families="quick,bert")
+    for d in list(truth)[:60]:
+        annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
+        deliver(store, loop, pid, d)
+    loop.sync_project(pid, force=True)
+    r = loop.train(pid, defer=jobs.OWN_QUEUE)
+    assert r.deferred == ("bert",) and [v["family"] for v in store.list_models(pid)] == ["quick"]
+    jobs.configure(loop.settings, store, lambda _: loop.client("tagtog"))
+    out = jobs.train_family.call_local(pid, "quick")  # the same task, with a family that trains in a second
+    assert out.startswith("v2 ") and [v["family"] for v in store.list_models(pid)] == ["quick", "quick"]
+    with store.session() as s:
+        from storage import Project
+        assert s.get(Project, pid).rounds == 1  # a family trained on its own queue is not a round
