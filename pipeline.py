@@ -529,13 +529,20 @@ class Loop:
                 with self.store.session() as s:
                     s.get(Project, project_id).rounds = round_no
             return TrainResult(0, 0, {}, "", "deferred", champion_id, deferred)
-        candidates = []
+        candidates, failed = [], []
         for family in due:
             t0 = time.perf_counter()
-            clf, mode = self._fit_family(family, x_tr, y_tr, validation,
-                                         champion_id if warm_ok and family == champion_family else None)
+            try:
+                clf, mode = self._fit_family(family, x_tr, y_tr, validation,
+                                             champion_id if warm_ok and family == champion_family else None)
+            except (ValueError, InterruptedError) as exc:  # e.g. texts with nothing to learn from: the others go on
+                logger.warning("project %s: %s could not train: %s", slug, family, exc)
+                failed.append(f"{family} could not train ({exc})")
+                continue
             seconds = time.perf_counter() - t0
             candidates.append((family, clf, mode, seconds, score(val, clf, "validation")))
+        if not candidates:
+            raise ValueError("; ".join(failed))
         key = cfg.primary_metric
         best = max(range(len(candidates)), key=lambda i: (candidates[i][4].get(key) or 0.0, -i))  # ties: listed first
         now_classes = classes_of([y for _, _, y, is_test in self._training_rows(project_id, allowed)[0]
@@ -554,6 +561,8 @@ class Loop:
                 status, reason = self._gate(project_id, champion_id, clf, val, metrics, score)
                 if len(candidates) > 1:
                     reason = f"best of {', '.join(c[0] for c in candidates)} this round; {reason}"
+                if failed:
+                    reason = f"{reason}; {'; '.join(failed)}"
             r = self._save_candidate(project_id, slug, clf, mode, status, reason, metrics,
                                      score(test, clf, "test") if test else {}, train, val, test, max_label,
                                      seconds, label_type, pool)
@@ -609,6 +618,7 @@ class Loop:
                 "classes": list(clf.classes_), "multilabel": multilabel,
                 "label_values": list(clf.classes_) if multilabel else [class_value(c, label_type) for c in clf.classes_],
                 "label_type": label_type, "params": clf.get_params(), "metrics": metrics, "test_metrics": test_metrics,
+                "estimator": getattr(clf, "estimator_", None),  # e.g. why quick fell back to logistic regression
                 "history": history, "n_train": len(train), "n_validation": len(val), "n_test": len(test),
                 "trained_through_label": max_label, "train_seconds": seconds, "trained_at": utcnow().isoformat() + "Z"}
         version, version_id = self._allocate_version(project_id, clf, mode, reason, seconds)

@@ -452,3 +452,20 @@ def test_bert_is_deferred_to_its_own_queue(env):
     with store.session() as s:
         from storage import Project
         assert s.get(Project, pid).rounds == 1  # a family trained on its own queue is not a round
+
+
+def test_a_family_that_cannot_train_leaves_the_others(env, monkeypatch):
+    emu, server, store, loop, pid, truth = env
+    loop.settings = loop.settings.with_(model_families="quick,rnn")
+    for d in list(truth)[:60]:
+        annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
+        deliver(store, loop, pid, d)
+    from model.quick import QuickClassifier
+
+    def broken(self, *a, **k):
+        raise ValueError("the texts have no words or characters to learn from")
+    monkeypatch.setattr(QuickClassifier, "fit", broken)
+    r = loop.train(pid)
+    v = store.get_version(pid, r.version)
+    assert v["family"] == "rnn" and v["status"] == "champion"
+    assert "quick could not train (the texts have no words" in v["reason"]
