@@ -34,6 +34,25 @@ class ApiError(Exception):
         self.status, self.message, self.headers = status, message, dict(headers or {})
 
 
+def register_json_errors(app: Any, internal: str = "internal error; see the server log") -> None:
+    """Every error as a JSON body ``{"error": ...}``: ApiError with its status, HTTP errors (404, 405, 413, ...),
+    and anything unexpected as 500 with ``internal`` (the traceback goes to the log, never to the client)."""
+    from werkzeug.exceptions import HTTPException  # noqa: PLC0415
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> Any:
+        return jsonify(error=exc.message), exc.status, exc.headers
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        return jsonify(error=exc.description or exc.name), exc.code
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Any:
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        return jsonify(error=internal), 500
+
+
 def _store() -> Store:
     return current_app.extensions["prelabel.store"]
 

@@ -15,7 +15,6 @@ from typing import Any, Mapping
 from dotenv import load_dotenv
 from flask import Blueprint, Flask, current_app, jsonify, request
 from sqlalchemy import text
-from werkzeug.exceptions import HTTPException
 
 from config import Settings
 from formats.tagtog import FormatError, parse_webhook
@@ -109,21 +108,6 @@ def healthz() -> Any:
     return jsonify(status="ok", database="ok"), 200
 
 
-def _json_errors(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def api_error(exc: ApiError) -> Any:
-        return jsonify(error=exc.message), exc.status, exc.headers
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Any:
-        return jsonify(error=exc.description or exc.name), exc.code
-
-    @app.errorhandler(Exception)
-    def internal(exc: Exception) -> Any:
-        logger.exception("unhandled error on %s %s", request.method, request.path)
-        return jsonify(error="internal error; see the server log"), 500
-
-
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Application factory: settings from the environment (.env loaded), then ``test_config`` overrides."""
     load_dotenv()
@@ -148,5 +132,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["prelabel.reconcile"] = jobs.reconcile
     app.register_blueprint(bp)
     app.register_blueprint(api.bp)
-    _json_errors(app)
+    api.register_json_errors(app)
     return app

@@ -25,8 +25,8 @@ from typing import Any, Mapping
 
 from dotenv import load_dotenv
 from flask import Blueprint, Flask, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException
 
+from api import ApiError, register_json_errors
 from config import LABELSTUDIO_OWNER, Settings
 from formats.labelstudio import (FormatError, build_prediction, model_version_name, parse_label_config,
                                  parse_predict_request, parse_project_ref, task_text)
@@ -35,13 +35,6 @@ from storage import ModelVersion, Project, Store
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("ml_backend", __name__)
-
-
-class BackendError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class Champions:
@@ -105,14 +98,14 @@ def _basic_ok() -> bool:
 
 def _require_basic() -> None:
     if not _basic_ok():
-        raise BackendError(401, "ML backend credentials missing or wrong (HTTP Basic; set them in Label Studio's "
+        raise ApiError(401, "ML backend credentials missing or wrong (HTTP Basic; set them in Label Studio's "
                                 "model settings)")
 
 
 def _json() -> Mapping[str, Any]:
     body = request.get_json(silent=True)
     if not isinstance(body, Mapping):
-        raise BackendError(400, "the body must be a JSON object")
+        raise ApiError(400, "the body must be a JSON object")
     return body
 
 
@@ -120,10 +113,10 @@ def _project_id(ref: Any) -> int:
     try:
         ls_id = parse_project_ref(ref)
     except FormatError as exc:
-        raise BackendError(400, str(exc)) from None
+        raise ApiError(400, str(exc)) from None
     pid = _store().find_project_id("labelstudio", LABELSTUDIO_OWNER, str(ls_id))
     if pid is None:
-        raise BackendError(404, f"prelabel does not serve Label Studio project {ls_id}: add {ls_id} to "
+        raise ApiError(404, f"prelabel does not serve Label Studio project {ls_id}: add {ls_id} to "
                                 "LABELSTUDIO_PROJECTS and restart prelabel")
     return pid
 
@@ -148,7 +141,7 @@ def predict() -> Any:
     try:
         ls_ref, tasks, config_xml = parse_predict_request(_json())
     except FormatError as exc:
-        raise BackendError(400, str(exc)) from None
+        raise ApiError(400, str(exc)) from None
     pid = _project_id(ls_ref)
     with _store().session() as s:
         control = s.get(Project, pid).label_name
@@ -156,7 +149,7 @@ def predict() -> Any:
         config = parse_label_config(config_xml, control)
         texts = [task_text(t, config) for t in tasks]
     except FormatError as exc:
-        raise BackendError(400, str(exc)) from None
+        raise ApiError(400, str(exc)) from None
     loaded = current_app.extensions["prelabel.champions"].get(pid)
     if loaded is None:  # Label Studio drops a batch whose result count differs: nothing is stored
         logger.info("project %d: no champion yet; /predict answers no results", pid)
@@ -166,7 +159,7 @@ def predict() -> Any:
     classes = list(clf.classes_)
     unknown = [c for c in classes if c not in config.choices]
     if unknown:
-        raise BackendError(409, f"the champion v{version} predicts {unknown}, which the label config no longer has; "
+        raise ApiError(409, f"the champion v{version} predicts {unknown}, which the label config no longer has; "
                                 "it is retrained on the next annotation")
     mv = model_version_name(version)
     results = []
@@ -189,12 +182,12 @@ def webhook() -> Any:
     basic = bool(s.ml_basic_auth_user) and _basic_ok()
     secret = bool(s.labelstudio_webhook_secret) and secret_ok(request.headers, s)
     if configured and not (basic or secret):
-        raise BackendError(401, "webhook credentials missing or wrong (HTTP Basic or the secret header)")
+        raise ApiError(401, "webhook credentials missing or wrong (HTTP Basic or the secret header)")
     try:
         answer, status = receive_labelstudio(request.get_data(cache=False), _store(),
                                              current_app.extensions["prelabel.enqueue"])
     except ReceiveError as exc:
-        raise BackendError(exc.status, exc.message) from None
+        raise ApiError(exc.status, exc.message) from None
     return jsonify(answer), (201 if status == 202 else status)
 
 
@@ -229,17 +222,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["prelabel.enqueue"] = jobs.enqueue_event
     app.register_blueprint(bp)
 
-    @app.errorhandler(BackendError)
-    def backend_error(exc: BackendError) -> Any:
-        return jsonify(error=exc.message), exc.status
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Any:
-        return jsonify(error=exc.description or exc.name), exc.code
-
-    @app.errorhandler(Exception)
-    def internal(exc: Exception) -> Any:
-        logger.exception("unhandled error on %s %s", request.method, request.path)
-        return jsonify(error="internal error in prelabel's ML backend; see its log"), 500
+    register_json_errors(app, "internal error in prelabel's ML backend; see its log")
 
     return app

@@ -15,18 +15,11 @@ import time
 from typing import Any, Sequence
 
 import requests
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from .errors import AuthError, NotFound, PlatformError, PlatformUnavailable
+from .errors import AuthError, NotFound, PlatformError
+from .transport import send
 
 logger = logging.getLogger(__name__)
-
-
-class _ServerError(Exception):
-    def __init__(self, status: int, body: str) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
-        self.body = body
 
 
 def _jwt_expiry(token: str) -> float | None:
@@ -80,34 +73,9 @@ class LabelStudioClient:
     # -- transport
     def _send(self, method: str, path: str, *, auth: str | None, idempotent: bool = True,
               **kwargs: Any) -> requests.Response:
-        url = f"{self.base_url}{path}"
-
-        def retryable(exc: BaseException) -> bool:
-            if isinstance(exc, _ServerError):
-                return idempotent
-            if isinstance(exc, requests.ConnectionError):  # includes ConnectTimeout: nothing was sent
-                return True
-            return idempotent and isinstance(exc, requests.Timeout)
-
-        def once() -> requests.Response:
-            headers = {"Authorization": auth} if auth else {}
-            r = self.session.request(method, url, timeout=self.timeout, headers=headers, **kwargs)
-            if r.status_code >= 500:
-                raise _ServerError(r.status_code, r.text)
-            return r
-
-        try:
-            return Retrying(
-                retry=retry_if_exception(retryable), stop=stop_after_attempt(self.retries + 1),
-                wait=wait_exponential_jitter(multiplier=self.backoff, max=self.max_backoff), reraise=True,
-                before_sleep=lambda rs: logger.warning("Label Studio %s %s failed (%s); retry %d", method, path,
-                                                       rs.outcome.exception(), rs.attempt_number),
-            )(once)
-        except _ServerError as exc:
-            raise PlatformUnavailable(f"Label Studio {method} {path} answered HTTP {exc.status} after "
-                                      f"{self.retries + 1} attempts: {exc.body[:200]}") from None
-        except requests.RequestException as exc:
-            raise PlatformUnavailable(f"Label Studio {method} {path} unreachable: {type(exc).__name__}") from None
+        return send(self.session, method, f"{self.base_url}{path}", what=f"Label Studio {method} {path}",
+                    timeout=self.timeout, retries=self.retries, backoff=self.backoff, max_backoff=self.max_backoff,
+                    idempotent=idempotent, headers={"Authorization": auth} if auth else {}, **kwargs)
 
     def _request(self, method: str, path: str, *, idempotent: bool = True, **kwargs: Any) -> requests.Response:
         r = self._send(method, path, auth=self._auth_header(), idempotent=idempotent, **kwargs)

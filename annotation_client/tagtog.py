@@ -10,20 +10,13 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import requests
-from tenacity import (Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter)
 
 from formats.tagtog import AnnDoc, dump_annjson, parse_annjson, parse_plain_html
 
-from .errors import AuthError, NotFound, PlatformError, PlatformUnavailable
+from .errors import AuthError, NotFound, PlatformError
+from .transport import send
 
 logger = logging.getLogger(__name__)
-
-
-class _ServerError(Exception):
-    def __init__(self, status: int, body: str) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
-        self.body = body
 
 
 @dataclass(frozen=True)
@@ -69,33 +62,9 @@ class TagtogClient:
     # -- transport
     def _request(self, method: str, path: str, params: dict[str, Any], *, idempotent: bool = True,
                  **kwargs: Any) -> requests.Response:
-        url = f"{self.base_url}{path}"
-
-        def retryable(exc: BaseException) -> bool:
-            if isinstance(exc, _ServerError):
-                return idempotent
-            if isinstance(exc, requests.ConnectionError):  # includes ConnectTimeout: nothing was sent
-                return True
-            return idempotent and isinstance(exc, requests.Timeout)
-
-        def once() -> requests.Response:
-            r = self.session.request(method, url, params=params, timeout=self.timeout, **kwargs)
-            if r.status_code >= 500:
-                raise _ServerError(r.status_code, r.text)
-            return r
-
-        try:
-            r = Retrying(
-                retry=retry_if_exception(retryable), stop=stop_after_attempt(self.retries + 1),
-                wait=wait_exponential_jitter(multiplier=self.backoff, max=self.max_backoff), reraise=True,
-                before_sleep=lambda rs: logger.warning("tagtog %s %s failed (%s); retry %d", method, path,
-                                                       rs.outcome.exception(), rs.attempt_number),
-            )(once)
-        except _ServerError as exc:
-            raise PlatformUnavailable(f"tagtog {method} {path} answered HTTP {exc.status} "
-                                      f"after {self.retries + 1} attempts: {exc.body[:200]}") from None
-        except requests.RequestException as exc:
-            raise PlatformUnavailable(f"tagtog {method} {path} unreachable: {type(exc).__name__}") from None
+        r = send(self.session, method, f"{self.base_url}{path}", what=f"tagtog {method} {path}",
+                 timeout=self.timeout, retries=self.retries, backoff=self.backoff, max_backoff=self.max_backoff,
+                 idempotent=idempotent, params=params, **kwargs)
         if r.status_code >= 400:
             what = f"tagtog {method} {path} ({params.get('owner')}/{params.get('project')})"
             cls = {401: AuthError, 403: AuthError, 404: NotFound}.get(r.status_code, PlatformError)

@@ -59,8 +59,7 @@ def unlabelled(ls: LabelStudio, project: int) -> list[tuple[int, str]]:
 def suggested(ls: LabelStudio, project: int) -> list[tuple[int, str]]:
     """Unlabelled tasks with a prediction of the version the project shows: what the annotator sees."""
     shown = ls.api("GET", f"/api/projects/{project}/").json()["model_version"]
-    tasks = ls.api("GET", "/api/tasks", params={"project": project, "page_size": 5000, "fields": "all"}).json()
-    return [(t["id"], t["data"]["text"]) for t in tasks["tasks"] if not t["annotations"]
+    return [(t["id"], t["data"]["text"]) for t in ls.tasks(project) if not t["annotations"]
             and any(p["model_version"] == shown for p in t["predictions"])]
 
 

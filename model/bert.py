@@ -114,14 +114,8 @@ class BertClassifier(TextClassifier):
         import keras_hub  # noqa: PLC0415
         import tensorflow as tf  # noqa: PLC0415
 
-        if len(texts) != len(labels):
-            raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
-        self.multilabel_ = len(labels) > 0 and isinstance(labels[0], (list, tuple, set, frozenset))
-        classes = sorted({str(x) for row in labels for x in row}) if self.multilabel_ else sorted(
-            {str(y) for y in labels})
-        if len(classes) < 2:
-            raise ValueError(f"need at least 2 classes to train, got {classes}")
-        self.classes_ = np.array(classes)
+        self._set_classes(texts, labels)
+        classes = list(self.classes_)
         folder = check_checkpoint(self.checkpoint or default_checkpoint())
         self.vocab_path_ = folder / VOCAB_FILE
         self.tokenizer_ = _tokenizer(self.vocab_path_)
@@ -173,11 +167,6 @@ class BertClassifier(TextClassifier):
             return 1.0 / (1.0 + np.exp(-logits))
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
-
-    def predict(self, texts: Sequence[str]) -> Any:
-        if not getattr(self, "multilabel_", False):
-            return super().predict(texts)
-        return [tuple(self.classes_[j] for j in np.flatnonzero(r >= 0.5)) for r in self.predict_proba(texts)]
 
     def get_params(self) -> dict[str, Any]:
         return {k: v for k, v in super().get_params().items() if not callable(v)}

@@ -117,14 +117,8 @@ class EmbedClassifier(TextClassifier):
 
     def fit(self, texts: Sequence[str], labels: Sequence[Any], *,
             validation: tuple[Sequence[str], Sequence[Any]] | None = None) -> "EmbedClassifier":
-        if len(texts) != len(labels):
-            raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
-        self.multilabel_ = len(labels) > 0 and isinstance(labels[0], (list, tuple, set, frozenset))
-        classes = sorted({str(x) for row in labels for x in row}) if self.multilabel_ else sorted(
-            {str(y) for y in labels})
-        if len(classes) < 2:
-            raise ValueError(f"need at least 2 classes to train, got {classes}")
-        self.classes_ = np.array(classes)
+        self._set_classes(texts, labels)
+        classes = list(self.classes_)
         x = self.encoder.encode(texts)
         if self.multilabel_:
             self.models_ = []
@@ -151,11 +145,6 @@ class EmbedClassifier(TextClassifier):
                                     for m in self.models_]).astype("float64")
         p = self.model_.predict_proba(x)
         return p[:, [list(self.model_.classes_).index(c) for c in self.classes_]].astype("float64")
-
-    def predict(self, texts: Sequence[str]) -> Any:
-        if not getattr(self, "multilabel_", False):
-            return super().predict(texts)
-        return [tuple(self.classes_[j] for j in np.flatnonzero(r >= 0.5)) for r in self.predict_proba(texts)]
 
     def save(self, folder: Path) -> None:
         import joblib  # noqa: PLC0415

@@ -27,10 +27,6 @@ MODEL_FILE = "model.joblib"
 PARAMS_FILE = "quick.json"
 
 
-def _is_multilabel(labels: Sequence[Any]) -> bool:
-    return len(labels) > 0 and isinstance(labels[0], (list, tuple, set, frozenset))
-
-
 class _Constant:
     """A binary "model" for a label that every (or no) training text has."""
 
@@ -96,16 +92,8 @@ class QuickClassifier(TextClassifier):
             validation: tuple[Sequence[str], Sequence[Any]] | None = None) -> "QuickClassifier":
         """Fit from scratch. ``validation`` is accepted for the common interface; a linear model has no epochs
         to monitor."""
-        if len(texts) != len(labels):
-            raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
-        self.multilabel_ = _is_multilabel(labels)
-        if self.multilabel_:
-            classes = np.array(sorted({str(lab) for row in labels for lab in row}))
-        else:
-            classes = np.array(sorted({str(y) for y in labels}))
-        if len(classes) < 2:
-            raise ValueError(f"need at least 2 classes to train, got {list(classes)}")
-        self.classes_ = classes
+        self._set_classes(texts, labels)
+        classes = self.classes_
         self.vectorizer_ = self._vectorizer()
         x = self.vectorizer_.fit_transform([str(t) for t in texts])
         if x.shape[1] == 0:
@@ -144,11 +132,6 @@ class QuickClassifier(TextClassifier):
         p = self.model_.predict_proba(x)
         order = [list(self.model_.classes_).index(c) for c in self.classes_]  # columns follow classes_
         return p[:, order].astype("float64")
-
-    def predict(self, texts: Sequence[str]) -> Any:
-        if not getattr(self, "multilabel_", False):
-            return super().predict(texts)
-        return [tuple(self.classes_[j] for j in np.flatnonzero(row >= 0.5)) for row in self.predict_proba(texts)]
 
     def save(self, folder: Path) -> None:
         import joblib  # noqa: PLC0415

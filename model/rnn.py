@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .base import NotFittedError, TextClassifier, read_json, write_json
+from .base import NotFittedError, TextClassifier, is_multilabel, read_json, write_json
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hides harmless TF 2.21 / Keras 3.15 version-skew noise
 logger = logging.getLogger(__name__)
@@ -130,19 +130,10 @@ class RNNClassifier(TextClassifier):
         import tensorflow as tf  # noqa: PLC0415
 
         keras = _keras()
-        if len(texts) != len(labels):
-            raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
-        self.multilabel_ = is_multilabel(labels)
-        if self.multilabel_:
-            classes = np.array(sorted({str(lab) for row in labels for lab in row}))
-        else:
-            classes = np.array(sorted({str(y) for y in labels}))
-        if len(classes) < 2:
-            raise ValueError(f"need at least 2 classes to train, got {list(classes)}")
+        self._set_classes(texts, labels)
         if self.random_state is not None:
             keras.utils.set_random_seed(self.random_state)
             tf.config.experimental.enable_op_determinism()  # bit-reproducible runs; costs nothing measurable
-        self.classes_ = classes
         self.vectorizer_ = self._make_vectorizer()
         self.vectorizer_.adapt(tf.constant([str(t) for t in texts], dtype=tf.string))
         lengths = [len(s) for s in self.vectorizer_(tf.constant([str(t) for t in texts])).to_list()]
@@ -190,13 +181,6 @@ class RNNClassifier(TextClassifier):
             p = np.hstack([1.0 - p, p])
         return p
 
-    def predict(self, texts: Sequence[str]) -> Any:
-        """Class names; for a multilabel model, a tuple of the labels whose probability is >= 0.5 per text."""
-        if not getattr(self, "multilabel_", False):
-            return super().predict(texts)
-        p = self.predict_proba(texts)
-        return [tuple(self.classes_[j] for j in np.flatnonzero(row >= 0.5)) for row in p]
-
     def save(self, folder: Path) -> None:
         self._check_fitted()
         folder = Path(folder)
@@ -220,11 +204,6 @@ class RNNClassifier(TextClassifier):
         clf._compile(clf.model_)  # so refit() works (Keras 3.15 cannot fit an h5-loaded compiled model)
         clf.history_ = {}
         return clf
-
-
-def is_multilabel(labels: Sequence[Any]) -> bool:
-    """Labels given as lists/tuples/sets of class names (one row per text) mean a multilabel scheme."""
-    return len(labels) > 0 and isinstance(labels[0], (list, tuple, set, frozenset))
 
 
 __all__ = ["RNNClassifier", "NotFittedError", "is_multilabel"]

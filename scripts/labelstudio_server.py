@@ -133,19 +133,22 @@ class LabelStudio:
     def import_tasks(self, project: int, tasks: list[dict]) -> None:
         self.api("POST", f"/api/projects/{project}/import", json=tasks)
 
-    def task_ids(self, project: int) -> list[int]:
+    def tasks(self, project: int) -> list[dict]:
+        """Every task with its annotations and predictions as objects (the export lists prediction ids only)."""
         out, page = [], 1
         while True:
             r = requests.get(f"{self.url}/api/tasks", headers=self.headers, timeout=60,
-                             params={"project": project, "page": page, "page_size": 500, "fields": "all"})
-            if r.status_code == 404:
+                             params={"project": project, "page": page, "page_size": 1000, "fields": "all"})
+            if r.status_code == 404:  # past the last page
                 return out
             r.raise_for_status()
-            tasks = r.json()["tasks"]
-            out += [t["id"] for t in tasks]
-            if len(tasks) < 500:
+            out += r.json()["tasks"]
+            if len(r.json()["tasks"]) < 1000:
                 return out
             page += 1
+
+    def task_ids(self, project: int) -> list[int]:
+        return [t["id"] for t in self.tasks(project)]
 
     def annotate(self, task: int, choices: list[str], cancelled: bool = False) -> dict:
         result = [] if cancelled else [{"from_name": "label", "to_name": "text", "type": "choices",

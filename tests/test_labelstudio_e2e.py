@@ -77,18 +77,7 @@ def world(ls, tmp_path_factory):
 
 
 def export(ls: LabelStudio, project: int) -> list[dict]:
-    """Every task with its annotations and predictions as objects (the export lists prediction ids only)."""
-    out, page = [], 1
-    while True:
-        r = requests.get(f"{ls.url}/api/tasks", headers=ls.headers, timeout=60,
-                         params={"project": project, "page": page, "page_size": 1000, "fields": "all"})
-        if r.status_code == 404:
-            return out
-        r.raise_for_status()
-        out += r.json()["tasks"]
-        if len(r.json()["tasks"]) < 1000:
-            return out
-        page += 1
+    return ls.tasks(project)
 
 
 def unlabelled(w) -> list[dict]:
