@@ -93,12 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     out.write(f"events recorded by prelabel    {sum(p['events'].values())} {p['events']}\n")
     out.write(f"labels stored                  {p['labels']}\n")
     out.write(f"models trained                 {len(models)}\n")
-    out.write("  version  mode  status     train  validation  accuracy  spam F1  seconds\n")
+    out.write("  version  family  mode  status     train  validation  accuracy  spam F1  seconds\n")
     shown = models if len(models) <= 12 else models[:3] + models[-9:]
     for m in shown:
         acc = f"{m['accuracy']:.3f}" if m["accuracy"] is not None else "  -  "
         f1 = f"{m['f1']:.3f}" if m["f1"] is not None else "  -  "
-        out.write(f"  v{m['version']:<7} {m['mode']:<5} {m['status']:<9} {m['n_train']:>5}  {m['n_holdout']:>10}  {acc:>8}  {f1:>7}"
+        out.write(f"  v{m['version']:<7} {m['family']:<7} {m['mode']:<5} {m['status']:<9} {m['n_train']:>5}  {m['n_holdout']:>10}  {acc:>8}  {f1:>7}"
                   f"  {m['train_seconds']:>7}\n")
     out.write(f"pre-labels uploaded            {len(ups)} (to {len({u['docid'] for u in ups})} documents)\n")
     out.write(f"suggestions reviewed           {reviewed}; accepted as they were: {accepted} "
@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                      clf.predict(unseen.text.tolist()), clf.classes_, "true")
         out.write(f"champion v{champion['version']} on {len(unseen)} unseen SMS: accuracy {m['accuracy']:.3f}, "
                   f"spam F1 {m['f1']:.3f}\n")
-        out.write(f"model.h5 to take away          {champion['path']}/model.h5 (+ vocab.json)\n")
+        files = ", ".join(sorted(f.name for f in Path(champion["path"]).iterdir()))
+        out.write(f"champion ({champion['family']}) to take away {champion['path']} ({files})\n")
     out.write(f"logs, database, models         {work}\n")
     return 0
 
