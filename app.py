@@ -12,7 +12,6 @@ import json
 import logging
 from typing import Any, Mapping
 
-from dotenv import load_dotenv
 from flask import Blueprint, Flask, current_app, jsonify, request
 from sqlalchemy import text
 
@@ -110,17 +109,11 @@ def healthz() -> Any:
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Application factory: settings from the environment (.env loaded), then ``test_config`` overrides."""
-    load_dotenv()
-    settings = Settings.from_env()
-    if test_config:
-        settings = settings.with_(**test_config)
+    settings = Settings.load(test_config)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
-    store = Store(settings.db_url)
-    store.create_all()
-    for spec in settings.projects:
-        store.ensure_project(spec.platform, spec.owner, spec.name, spec.label)
+    store = Store(settings.db_url).prepare(settings.projects)
     app.extensions["prelabel.settings"] = settings
     app.extensions["prelabel.store"] = store
     import jobs  # noqa: PLC0415 - the queue only; jobs imports no model code at import time

@@ -154,6 +154,15 @@ class Settings:
         return replace(self, **changes)
 
     @classmethod
+    def load(cls, overrides: Mapping[str, Any] | None = None) -> "Settings":
+        """What an entry point uses: ``.env`` loaded (python-dotenv), the environment read, then ``overrides``."""
+        from dotenv import load_dotenv  # noqa: PLC0415
+
+        load_dotenv()
+        settings = cls.from_env()
+        return settings.with_(**overrides) if overrides else settings
+
+    @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         """Read ``PRELABEL_``-less upper-case names (``DATABASE_URL``, ``TAGTOG_PROJECTS``...)."""
         env = os.environ if env is None else env

@@ -12,17 +12,15 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from dotenv import load_dotenv
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 from huey.exceptions import TaskLockedException
 
 from config import Settings
 from storage import Store
 
-load_dotenv()
 logger = logging.getLogger(__name__)
 
-SETTINGS = Settings.from_env()
+SETTINGS = Settings.load()
 
 
 def make_huey(settings: Settings, name: str = "prelabel") -> Huey:
@@ -53,10 +51,7 @@ def configure(settings: Settings, store: Store | None = None, client_factory: Ca
     global _loop
     from pipeline import Loop  # noqa: PLC0415
 
-    store = store or Store(settings.db_url)
-    store.create_all()
-    for spec in settings.projects:
-        store.ensure_project(spec.platform, spec.owner, spec.name, spec.label)
+    store = (store or Store(settings.db_url)).prepare(settings.projects)
     _loop = Loop(settings, store, client_factory)
     return _loop
 

@@ -23,7 +23,6 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping
 
-from dotenv import load_dotenv
 from flask import Blueprint, Flask, current_app, jsonify, request
 
 from api import ApiError, register_json_errors
@@ -203,17 +202,11 @@ def versions() -> Any:
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """The ML-backend application: settings from the environment (.env loaded), then ``test_config``."""
-    load_dotenv()
-    settings = Settings.from_env()
-    if test_config:
-        settings = settings.with_(**test_config)
+    settings = Settings.load(test_config)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 << 20  # a predict batch carries every selected task
-    store = Store(settings.db_url)
-    store.create_all()
-    for spec in settings.projects:
-        store.ensure_project(spec.platform, spec.owner, spec.name, spec.label)
+    store = Store(settings.db_url).prepare(settings.projects)
     app.extensions["prelabel.settings"] = settings
     app.extensions["prelabel.store"] = store
     app.extensions["prelabel.champions"] = Champions(store)

@@ -251,6 +251,14 @@ class Store:
         with self.Session.begin() as s:
             yield s
 
+    def prepare(self, projects: Any) -> "Store":
+        """Create missing tables and a row for every configured project (``ProjectSpec``s): what each process
+        (web, ML backend, worker) does at start."""
+        self.create_all()
+        for spec in projects:
+            self.ensure_project(spec.platform, spec.owner, spec.name, spec.label)
+        return self
+
     # -- projects
     def ensure_project(self, platform: str, owner: str, name: str, label_name: str = "") -> int:
         with self.session() as s:
