@@ -247,8 +247,9 @@ def next_documents(project_id: int) -> Any:
     except QueryError as exc:
         raise ApiError(400, str(exc)) from None
     if multilabel:
+        th = (champion.classes or {}).get("thresholds") or [0.5] * len(classes)
         docs = [{"docid": scored[i][1], "score": float(sc),
-                 "predicted": [c for c, p in zip(classes, proba[i]) if p >= 0.5],
+                 "predicted": [c for c, p, t in zip(classes, proba[i], th) if p >= t],
                  "probability": dict(zip(classes, map(float, proba[i])))} for i, sc in zip(idx, scores)]
     else:
         docs = [{"docid": scored[i][1], "score": float(sc), "predicted": classes[int(np.argmax(proba[i]))],

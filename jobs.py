@@ -143,12 +143,12 @@ def retrain(project_id: int) -> str:
 
 @huey_bert.task(retries=2, retry_delay=60)
 def train_family(project_id: int, family: str) -> str:
-    """Train one candidate of ``family`` (bert) on the current labels, on the bert queue's worker; gated like any
-    candidate. One at a time per project; requests meanwhile are dropped (the next round asks again)."""
+    """Train one candidate of ``family`` (bert) on the current labels, on the bert queue's worker, with the cheap
+    families that train every round (so the ensemble of them can be tried too); gated like any candidate. One at a time per project; requests meanwhile are dropped (the next round asks again)."""
     loop = get_loop()
     try:
         with huey_bert.lock_task(f"{family}-{project_id}"):
-            result = loop.train(project_id, families=[family])
+            result = loop.train(project_id, families=[family, *loop.ensemble_partners(family, OWN_QUEUE)])
     except TaskLockedException:
         return f"a {family} training of this project is already running"
     if result is None:

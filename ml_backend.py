@@ -162,10 +162,11 @@ def predict() -> Any:
                                 "it is retrained on the next annotation")
     mv = model_version_name(version)
     results = []
+    th = clf.thresholds()
     for row in proba:
         if getattr(clf, "multilabel_", False):
-            value: Any = [c for c, p in zip(classes, row) if p >= 0.5]
-            score = float(sum(p if p >= 0.5 else 1.0 - p for p in row) / len(row))
+            value: Any = [c for c, p, t in zip(classes, row, th) if p >= t]
+            score = float(sum(p if p >= t else 1.0 - p for p, t in zip(row, th)) / len(row))
         else:
             k = int(row.argmax())
             value, score = classes[k], float(row[k])

@@ -466,13 +466,35 @@ class Loop:
         rows, _ = self._training_rows(project_id)
         return bool(set(classes_of([y for _, _, y, is_test in rows if not is_test])) - known)
 
-    def families_due(self, round_no: int, n_labels: int) -> list[str]:
-        """The families trained in this retrain round: each every FAMILY_EVERY-th round (default every round),
-        all of them in the first round, and always at least the first one listed. During cold start (fewer than
+    def ensemble_partners(self, family: str, exclude: Sequence[str] = ()) -> list[str]:
+        """The listed families that train every round (quick by default): trained next to a deferred ``family`` so
+        that the round can try their ensemble. None when ensembles are off."""
+        every = self.settings.family_every
+        return [f for f in self.settings.families if self.settings.model_ensemble and f != family
+                and f not in exclude and every.get(f, 1) == 1]
+
+    def plateaued(self, schedule: dict[str, Any] | None) -> bool:
+        """The champion's validation score gained less than PLATEAU_DELTA over the last PLATEAU_ROUNDS rounds.
+        (The validation split grows with the labels, so this is a trend, not an exact comparison.)"""
+        scores, n = (schedule or {}).get("scores", []), self.settings.plateau_rounds
+        return len(scores) > n and scores[-1] - scores[-1 - n] < self.settings.plateau_delta
+
+    def families_due(self, round_no: int, n_labels: int, schedule: dict[str, Any] | None = None) -> list[str]:
+        """The families trained in this retrain round: each every FAMILY_EVERY-th round (default every round), a
+        ``family:plateau`` one only while ``plateaued`` and at most once per PLATEAU_ROUNDS rounds; all of them
+        in the first round, and always at least the first one listed. During cold start (fewer than
         COLD_START_LABELS labels) embed, the best with few labels, trains every round and comes first (wins ties)."""
-        fams = list(self.settings.families)
-        cold = n_labels < self.settings.cold_start_labels and "embed" in fams
-        due = [f for f in fams if (round_no - 1) % self.settings.family_every.get(f, 1) == 0
+        cfg = self.settings
+        fams = list(cfg.families)
+        cold = n_labels < cfg.cold_start_labels and "embed" in fams
+        trained = (schedule or {}).get("trained", {})
+
+        def plateau_due(f: str) -> bool:
+            return round_no == 1 or (self.plateaued(schedule)
+                                     and round_no - int(trained.get(f, 0)) >= cfg.plateau_rounds)
+
+        due = [f for f in fams if (plateau_due(f) if f in cfg.plateau_families
+                                   else (round_no - 1) % cfg.family_every.get(f, 1) == 0)
                or (cold and f == "embed")]
         if cold:
             due = ["embed"] + [f for f in due if f != "embed"]
@@ -484,7 +506,7 @@ class Loop:
         current ground-truth label, score each on the validation split (and the test set), keep the best, and
         promote it only if it is not worse than the champion. Due families in ``defer`` are not trained here but
         returned in ``deferred`` (the caller queues them). None if there are too few labels."""
-        from model.evaluate import evaluate, evaluate_multilabel, positive_class  # noqa: PLC0415
+        from model.evaluate import evaluate, evaluate_multilabel, pick_best, positive_class  # noqa: PLC0415
 
         cfg = self.settings
         allowed = self.allowed_classes(project_id)
@@ -493,6 +515,7 @@ class Loop:
             p = s.get(Project, project_id)
             label_type, slug, labels_at_full, champion_id = p.label_type, p.slug, p.labels_at_full_fit, p.champion_id
             round_no = (p.rounds or 0) + 1
+            schedule = dict(p.schedule or {})
             champion_family = s.get(ModelVersion, champion_id).family if champion_id else None
         test = [(k, t, y) for k, t, y, is_test in data if is_test]
         pool = [(k, t, y) for k, t, y, is_test in data if not is_test]
@@ -510,26 +533,27 @@ class Loop:
         warm_ok = bool(champion_id and len(pool) >= cfg.warm_min_labels
                        and len(pool) < cfg.full_refit_growth * max(labels_at_full, 1))
 
-        def score(rows: list[tuple[str, str, Any]], model: Any, dataset: str) -> dict[str, Any]:
+        def score(rows: list[tuple[str, str, Any]], model: Any, dataset: str,
+                  proba: np.ndarray | None = None) -> dict[str, Any]:
             texts = [t for _, t, _ in rows]
-            proba = model.predict_proba(texts) if rows else None
+            if proba is None:
+                proba = model.predict_proba(texts) if rows else None
             ids, y = [k for k, _, _ in rows], [y for _, _, y in rows]
+            pred = model.decide(proba) if rows else []
             if getattr(model, "multilabel_", False):
-                pred = [tuple(model.classes_[j] for j in np.flatnonzero(r >= 0.5)) for r in proba] if rows else []
                 return evaluate_multilabel(y, pred, model.classes_, proba=proba, ids=ids, dataset=dataset)
-            pred = model.classes_[np.argmax(proba, axis=1)] if rows else []
             return evaluate(y, pred, model.classes_, positive_class(model.classes_), proba=proba, ids=ids,
                             dataset=dataset)
 
-        due = list(families) if families is not None else self.families_due(round_no, len(pool))
+        due = list(families) if families is not None else self.families_due(round_no, len(pool), schedule)
         deferred = tuple(f for f in due if f in defer)
+        round_families = list(due)
         due = [f for f in due if f not in defer]
         if not due:
             if families is None:
-                with self.store.session() as s:
-                    s.get(Project, project_id).rounds = round_no
+                self._end_round(project_id, round_no, round_families)
             return TrainResult(0, 0, {}, "", "deferred", champion_id, deferred)
-        candidates, failed = [], []
+        candidates, failed, val_proba = [], [], []
         for family in due:
             t0 = time.perf_counter()
             try:
@@ -539,12 +563,21 @@ class Loop:
                 logger.warning("project %s: %s could not train: %s", slug, family, exc)
                 failed.append(f"{family} could not train ({exc})")
                 continue
+            proba = clf.predict_proba(validation[0]) if validation is not None else None
+            if validation is not None:  # multilabel: per-label cut-offs from held-out data (no-op otherwise)
+                clf.tune_thresholds(*validation, proba=proba)
             seconds = time.perf_counter() - t0
-            candidates.append((family, clf, mode, seconds, score(val, clf, "validation")))
+            candidates.append((family, clf, mode, seconds, score(val, clf, "validation", proba)))
+            val_proba.append(proba)
         if not candidates:
             raise ValueError("; ".join(failed))
         key = cfg.primary_metric
-        best = max(range(len(candidates)), key=lambda i: (candidates[i][4].get(key) or 0.0, -i))  # ties: listed first
+        ensemble_note = ""
+        if cfg.model_ensemble and len(candidates) > 1 and validation is not None:
+            ensemble, ensemble_note = self._ensemble(candidates, val_proba, val, validation[1], score, key)
+            if ensemble is not None:
+                candidates.append(ensemble)
+        best = pick_best([c[4].get(key) for c in candidates], cfg.selection_margin)
         now_classes = classes_of([y for _, _, y, is_test in self._training_rows(project_id, allowed)[0]
                                   if not is_test])
         result = None
@@ -555,23 +588,59 @@ class Loop:
                 self.store.request_retrain(project_id)
             elif i != best:
                 b = candidates[best]
-                status, reason = "rejected", (f"{family} {key} {metrics.get(key) or 0.0:.4f} < {b[0]}'s "
-                                              f"{b[4].get(key) or 0.0:.4f} in the same round")
+                mine, theirs = metrics.get(key) or 0.0, b[4].get(key) or 0.0
+                status, reason = "rejected", (
+                    f"{family} {key} {mine:.4f} < {b[0]}'s {theirs:.4f} in the same round" if mine < theirs else
+                    f"{family} {key} {mine:.4f} is within SELECTION_MARGIN {cfg.selection_margin} of {b[0]}'s "
+                    f"{theirs:.4f} in the same round, and {b[0]} comes first")
             else:
                 status, reason = self._gate(project_id, champion_id, clf, val, metrics, score)
                 if len(candidates) > 1:
                     reason = f"best of {', '.join(c[0] for c in candidates)} this round; {reason}"
                 if failed:
                     reason = f"{reason}; {'; '.join(failed)}"
+                if ensemble_note:
+                    reason = f"{reason}; {ensemble_note}"
             r = self._save_candidate(project_id, slug, clf, mode, status, reason, metrics,
                                      score(test, clf, "test") if test else {}, train, val, test, max_label,
                                      seconds, label_type, pool)
             if i == best or result is None:
                 result = r
         if families is None:
-            with self.store.session() as s:
-                s.get(Project, project_id).rounds = round_no
+            self._end_round(project_id, round_no, round_families)
         return replace(result, deferred=deferred)
+
+    def _end_round(self, project_id: int, round_no: int, families: Sequence[str]) -> None:
+        """Count the round; note the champion's validation score and which families it trained (plateau rule)."""
+        key = self.settings.primary_metric
+        with self.store.session() as s:
+            p = s.get(Project, project_id)
+            p.rounds = round_no
+            schedule = dict(p.schedule or {})
+            champion = s.get(ModelVersion, p.champion_id) if p.champion_id else None
+            if champion is not None and (champion.metrics or {}).get(key) is not None:
+                schedule["scores"] = (list(schedule.get("scores", [])) + [float(champion.metrics[key])])[-20:]
+            schedule["trained"] = {**schedule.get("trained", {}), **{f: round_no for f in families}}
+            p.schedule = schedule
+
+    def _ensemble(self, candidates: list[tuple[Any, ...]], val_proba: list[np.ndarray], val: list[Any],
+                  y_val: list[Any], score: Callable[..., dict[str, Any]], key: str) -> tuple[tuple[Any, ...] | None, str]:
+        """The round's best ensemble (mean probabilities of 2+ candidates, the subset chosen on validation) as
+        one more candidate, only when it beats every single one; else None and a note of its score."""
+        from model.ensemble import best_ensemble  # noqa: PLC0415
+
+        classes = [list(c[1].classes_) for c in candidates]
+        if any(c != classes[0] for c in classes):
+            return None, ""
+        ens, subset, proba = best_ensemble([c[1] for c in candidates], val_proba, [t for _, t, _ in val], y_val,
+                                           lambda m, p: score(val, m, "validation", p).get(key) or 0.0)
+        metrics = score(val, ens, "validation", proba)
+        names = "+".join(candidates[i][0] for i in subset)
+        single = max((c[4].get(key) or 0.0) for c in candidates)
+        if (metrics.get(key) or 0.0) <= single + self.settings.selection_margin:
+            return None, (f"ensemble {names} {key} {metrics.get(key) or 0.0:.4f} is not above the best single "
+                          f"model's {single:.4f} + SELECTION_MARGIN")
+        return ("ensemble", ens, "full", sum(candidates[i][3] for i in subset), metrics), ""
 
     def _allocate_version(self, project_id: int, clf: Any, mode: str, reason: str, seconds: float) -> tuple[int, int]:
         """The next version number, taken by inserting its row: two workers saving at once (the bert queue and
@@ -628,7 +697,8 @@ class Loop:
             mv = s.get(ModelVersion, version_id)
             mv.path, mv.params, mv.metrics, mv.test_metrics, mv.history = (str(folder), clf.get_params(), metrics,
                                                                            test_metrics, history)
-            mv.classes = {"names": list(clf.classes_), "label_type": label_type, "multilabel": multilabel}
+            mv.classes = {"names": list(clf.classes_), "label_type": label_type, "multilabel": multilabel,
+                          "thresholds": [float(t) for t in clf.thresholds()]}
             mv.n_train, mv.n_holdout = len(train), len(val)
             p = s.get(Project, project_id)
             p.trained_through_label = max(p.trained_through_label, max_label)
@@ -667,14 +737,16 @@ class Loop:
                              f"per class {counts or 'n/a'})")
         with self.store.session() as s:
             p = s.get(Project, project_id)
-            family = s.get(ModelVersion, p.champion_id).family if p.champion_id else cfg.families[0]
+            champion = s.get(ModelVersion, p.champion_id) if p.champion_id else None
+            family = champion.family if champion else cfg.families[0]
+            members = (champion.params or {}).get("families") if family == "ensemble" else None
         splitter = KFold(folds, shuffle=True, random_state=cfg.model_seed) if multilabel else \
             StratifiedKFold(folds, shuffle=True, random_state=cfg.model_seed)
         scores = []
         t0 = time.perf_counter()
         for tr, te in splitter.split(np.zeros(len(rows)), None if multilabel else ys):
             clf = make_classifier(family, epochs=cfg.model_epochs, cell=cfg.model_cell, random_state=cfg.model_seed,
-                                  checkpoint=cfg.bert_checkpoint)
+                                  checkpoint=cfg.bert_checkpoint, **({"families": members} if members else {}))
             clf.fit([rows[i][1] for i in tr], [ys[i] for i in tr])
             x_te, y_te = [rows[i][1] for i in te], [ys[i] for i in te]
             m = (evaluate_multilabel(y_te, clf.predict(x_te), classes) if multilabel
@@ -811,11 +883,12 @@ class Loop:
         name_to_id = dict(zip(scheme.names, scheme.ids))
         client = self.client(platform)
         n = 0
+        th = clf.thresholds()
         for i, row in zip(chosen, chosen_proba):
             if scheme.kind == "multilabel":  # every label of the scheme: true/false with its own probability
-                marks = [(name_to_id[c], bool(p >= 0.5), float(p if p >= 0.5 else 1.0 - p))
-                         for c, p in zip(clf.classes_, row) if c in name_to_id]
-                value = sorted(c for c, p in zip(clf.classes_, row) if p >= 0.5)
+                marks = [(name_to_id[c], bool(p >= t), float(p if p >= t else 1.0 - p))
+                         for c, p, t in zip(clf.classes_, row, th) if c in name_to_id]
+                value = sorted(c for c, p, t in zip(clf.classes_, row, th) if p >= t)
                 prob = float(np.mean([m[2] for m in marks])) if marks else 0.5
             else:
                 k = int(np.argmax(row))
@@ -865,8 +938,9 @@ class Loop:
                 if doc_id in done or self._save_pending(project_id, task):
                     continue
                 if multilabel:
-                    value: Any = sorted(c for c, p in zip(clf.classes_, row) if p >= 0.5)
-                    prob = float(np.mean([p if p >= 0.5 else 1.0 - p for p in row]))
+                    th = clf.thresholds()
+                    value: Any = sorted(c for c, p, t in zip(clf.classes_, row, th) if p >= t)
+                    prob = float(np.mean([p if p >= t else 1.0 - p for p, t in zip(row, th)]))
                 else:
                     k = int(np.argmax(row))
                     value, prob = str(clf.classes_[k]), float(row[k])
@@ -919,6 +993,8 @@ def save_version(clf: Any, root: Path, name: str, meta: dict[str, Any]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
     try:
         clf.save(tmp)
+        if getattr(clf, "thresholds_", None) is not None:  # tuned multilabel cut-offs: load_classifier restores them
+            meta = {**meta, "thresholds": [float(t) for t in clf.thresholds_]}
         write_json(tmp / "meta.json", meta)
         if final.exists():  # a retried job that crashed after the rename: replace the orphan
             shutil.rmtree(final)

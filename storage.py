@@ -48,6 +48,8 @@ class Project(Base):
     trained_through_label: Mapped[int] = mapped_column(Integer, default=0)  # last labels.id a model has seen
     champion_id: Mapped[int | None] = mapped_column(Integer)
     rounds: Mapped[int | None] = mapped_column(Integer, default=0)  # retrain rounds run (FAMILY_EVERY counts them)
+    # {"scores": champion's validation score after each round (last 20), "trained": {family: last round}}
+    schedule: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     last_sync_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_reconcile: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # counts and time of the last reconcile
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

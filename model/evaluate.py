@@ -94,6 +94,16 @@ def evaluate_multilabel(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequen
     return out
 
 
+def pick_best(values: Sequence[float | None], margin: float) -> int:
+    """The index of the first value within ``margin`` of the largest (None counts as 0). Candidates are listed in
+    order of preference (MODEL_FAMILIES order, then the ensemble), and a validation split of a few hundred
+    documents cannot rank models whose scores differ by less than a document or two: within that noise the
+    preferred one wins, as the promotion gate lets a candidate within the margin replace the champion."""
+    scores = [v or 0.0 for v in values]
+    top = max(scores)
+    return next(i for i, v in enumerate(scores) if v >= top - margin)
+
+
 def positive_class(classes: Sequence[str]) -> str | None:
     """The class whose F1 is the headline of a binary scheme: ``true`` for a boolean label, else conventional
     names (spam, positive, 1, yes), else None (macro F1)."""

@@ -5,7 +5,8 @@ from typing import Iterable
 
 STRATEGIES = ("random", "deterministic", "least_confidence", "entropy", "margin", "maxprob")
 UNCERTAINTY = ("least_confidence", "entropy", "margin")
-FAMILIES = ("quick", "rnn", "embed", "bert")  # model/factory.py maps each to its class
+FAMILIES = ("quick", "rnn", "embed", "bert", "hybrid")  # model/factory.py maps each to its class
+ENSEMBLE = "ensemble"  # built from a round's candidates (model/ensemble.py); not listed in MODEL_FAMILIES
 
 
 def class_counts(values: "Iterable[object]") -> dict[str, int]:

@@ -14,6 +14,7 @@ single model measured (spam F1 0.976, shared/docs/bert-notes.md). Why it is buil
 """
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 from typing import Any, Sequence
@@ -46,6 +47,8 @@ class QuickClassifier(TextClassifier):
     min_df : minimum document frequency of a feature.
     max_features : cap per vectoriser (memory on large corpora).
     C : inverse regularisation strength of the linear model.
+    class_weight : ``"balanced"`` (default) weights each class by the inverse of its frequency, so a rare class
+        (spam, an uncommon topic) is not traded away for accuracy on the common one; ``None`` weights all equally.
     min_calibration : fewest examples per class for a calibrated SVM; below it, logistic regression.
     random_state : seed of the calibration folds.
     """
@@ -53,26 +56,46 @@ class QuickClassifier(TextClassifier):
     family = "quick"
 
     def __init__(self, *, word_ngrams: tuple[int, int] = (1, 2), char_ngrams: tuple[int, int] = (2, 5),
-                 min_df: int = 1, max_features: int = 300_000, C: float = 1.0, min_calibration: int = 3,
+                 min_df: int = 1, max_features: int = 300_000, C: float = 1.0,
+                 class_weight: str | None = "balanced", min_calibration: int = 3,
                  random_state: int | None = 42) -> None:
         self.word_ngrams = tuple(word_ngrams)
         self.char_ngrams = tuple(char_ngrams)
         self.min_df = min_df
         self.max_features = max_features
         self.C = C
+        self.class_weight = class_weight
         self.min_calibration = min_calibration
         self.random_state = random_state
 
-    def _vectorizer(self) -> Any:
+    def _vectorizer(self, parts: tuple[str, ...] = ("word", "char")) -> Any:
         from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: PLC0415
         from sklearn.pipeline import FeatureUnion  # noqa: PLC0415
 
-        return FeatureUnion([
-            ("word", TfidfVectorizer(ngram_range=self.word_ngrams, min_df=self.min_df, sublinear_tf=True,
-                                     max_features=self.max_features, dtype=np.float32)),
-            ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=self.char_ngrams, min_df=self.min_df,
-                                     sublinear_tf=True, max_features=self.max_features, dtype=np.float32)),
-        ])
+        made = {
+            "word": TfidfVectorizer(ngram_range=self.word_ngrams, min_df=self.min_df, sublinear_tf=True,
+                                    max_features=self.max_features, dtype=np.float32),
+            "char": TfidfVectorizer(analyzer="char_wb", ngram_range=self.char_ngrams, min_df=self.min_df,
+                                    sublinear_tf=True, max_features=self.max_features, dtype=np.float32),
+        }
+        return FeatureUnion([(p, made[p]) for p in parts])
+
+    def _features(self, texts: list[str]) -> Any:
+        """Fit the vectoriser; when one analyser finds nothing (texts of one-letter words or only symbols have
+        no word tokens), the other alone, with the reason noted in ``estimator_``."""
+        for parts in (("word", "char"), ("char",), ("word",)):
+            try:
+                self.vectorizer_ = self._vectorizer(parts)
+                x = self.vectorizer_.fit_transform(texts)
+            except ValueError:  # sklearn: "empty vocabulary"
+                continue
+            self.features_note_ = "" if len(parts) == 2 else f"{parts[0]} n-grams only (the other found nothing)"
+            return x
+        raise ValueError("the texts have no words or characters to learn from")
+
+    def _transform(self, texts: list[str]) -> Any:
+        """Features of texts for the fitted model (``_features`` fits them)."""
+        return self.vectorizer_.transform(texts)
 
     def _linear(self, y: np.ndarray) -> tuple[Any, str]:
         """A calibrated SVM when every class has enough examples to calibrate on, else logistic regression."""
@@ -83,9 +106,11 @@ class QuickClassifier(TextClassifier):
         smallest = int(np.min(np.unique(y, return_counts=True)[1]))
         if smallest >= self.min_calibration:
             cv = min(5, smallest)
-            return CalibratedClassifierCV(LinearSVC(C=self.C, random_state=self.random_state), method="sigmoid",
+            return CalibratedClassifierCV(LinearSVC(C=self.C, class_weight=self.class_weight,
+                                                    random_state=self.random_state), method="sigmoid",
                                           cv=cv), f"linear_svc+sigmoid calibration ({cv} folds)"
-        return (LogisticRegression(C=max(self.C, 1.0) * 10, max_iter=2000, random_state=self.random_state),
+        return (LogisticRegression(C=max(self.C, 1.0) * 10, class_weight=self.class_weight, max_iter=2000,
+                                   random_state=self.random_state),
                 f"logistic_regression (a class has {smallest} example(s): too few to calibrate an SVM)")
 
     def fit(self, texts: Sequence[str], labels: Sequence[Any], *,
@@ -94,10 +119,7 @@ class QuickClassifier(TextClassifier):
         to monitor."""
         self._set_classes(texts, labels)
         classes = self.classes_
-        self.vectorizer_ = self._vectorizer()
-        x = self.vectorizer_.fit_transform([str(t) for t in texts])
-        if x.shape[1] == 0:
-            raise ValueError("the texts have no words or characters to learn from")
+        x = self._features([str(t) for t in texts])
         if self.multilabel_:
             self.models_, notes = [], []
             for c in classes:
@@ -114,6 +136,8 @@ class QuickClassifier(TextClassifier):
             y = np.array([str(v) for v in labels])
             m, self.estimator_ = self._linear(y)
             self.model_ = m.fit(x, y)
+        if self.features_note_:
+            self.estimator_ = f"{self.estimator_}; {self.features_note_}"
         self.history_: dict[str, list[float]] = {}
         return self
 
@@ -126,7 +150,7 @@ class QuickClassifier(TextClassifier):
         self._check_fitted()
         if len(texts) == 0:
             return np.zeros((0, len(self.classes_)))
-        x = self.vectorizer_.transform([str(t) for t in texts])
+        x = self._transform([str(t) for t in texts])
         if self.multilabel_:
             return np.column_stack([m.predict_proba(x)[:, 1] for m in self.models_]).astype("float64")
         p = self.model_.predict_proba(x)
@@ -152,6 +176,7 @@ class QuickClassifier(TextClassifier):
         meta = read_json(folder / PARAMS_FILE)
         params = dict(meta["params"])
         params["word_ngrams"], params["char_ngrams"] = tuple(params["word_ngrams"]), tuple(params["char_ngrams"])
+        params = {k: v for k, v in params.items() if k in inspect.signature(cls.__init__).parameters}
         clf = cls(**params)
         state = joblib.load(folder / MODEL_FILE)  # only prelabel's own version folders are ever loaded
         clf.classes_ = np.array(meta["classes"])

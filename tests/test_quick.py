@@ -72,8 +72,17 @@ def test_quick_few_examples_and_bad_input():
         QuickClassifier().fit(["a", "b"], ["x", "x"])
     with pytest.raises(ValueError, match="2 texts but 1 labels"):
         QuickClassifier().fit(["a", "b"], ["x"])
-    with pytest.raises(ValueError):  # nothing to vectorise
+    with pytest.raises(ValueError, match="no words or characters"):  # nothing to vectorise
         QuickClassifier().fit(["", " "], ["x", "y"])
+
+
+def test_quick_learns_from_texts_without_word_tokens():
+    """One-letter words and symbols give the word analyser nothing: the character n-grams alone, noted."""
+    texts = ["a b", "c d", "!! ?", "a a", "b c", "?? !"] * 5
+    labels = ["x", "x", "y", "x", "x", "y"] * 5
+    clf = QuickClassifier().fit(texts, labels)
+    assert "char n-grams only" in clf.estimator_
+    assert list(clf.predict(["a c", "! ?"])) == ["x", "y"]
 
 
 def test_families_due_each_round_and_cold_start(tmp_path):
