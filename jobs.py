@@ -138,13 +138,30 @@ def retrain(project_id: int) -> str:
         return "coalesced into the run in progress"
     if loop.store.retrain_pending(project_id):  # a request that landed while the lock was being released
         retrain(project_id)
+    elif {"embed", "hybrid"} & set(loop.settings.families):
+        embed_pool(project_id)
     return f"{runs} run(s)"
+
+
+@huey.task()
+def embed_pool(project_id: int) -> str:
+    """Embed the project's documents in the background, 512 at a time, for the embed and hybrid families; each
+    batch queues the next, so retrains and events run in between. The cache lives in the worker process."""
+    try:
+        with huey.lock_task(f"embed-{project_id}"):
+            left = get_loop().embed_pool(project_id)
+    except TaskLockedException:
+        return "already embedding"
+    if left:
+        embed_pool(project_id)
+    return f"{left} left"
 
 
 @huey_bert.task(retries=2, retry_delay=60)
 def train_family(project_id: int, family: str) -> str:
     """Train one candidate of ``family`` (bert) on the current labels, on the bert queue's worker, with the cheap
-    families that train every round (so the ensemble of them can be tried too); gated like any candidate. One at a time per project; requests meanwhile are dropped (the next round asks again)."""
+    families that train every round (so their ensemble can be tried too); gated like any candidate. One at a time
+    per project; requests meanwhile are dropped (the next round asks again)."""
     loop = get_loop()
     try:
         with huey_bert.lock_task(f"{family}-{project_id}"):

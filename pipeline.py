@@ -809,6 +809,27 @@ class Loop:
                                                 self.settings.corpus_text_column))
         return self._corpus[1]
 
+    def embed_pool(self, project_id: int, batch: int = 512) -> int:
+        """Embed up to ``batch`` of the project's documents (pool and labelled) that this worker process has not
+        embedded yet, when a listed family uses the embeddings (embed, hybrid); returns how many are left. Run in
+        the background in small batches (jobs.embed_pool), so the retrain that first needs them finds them cached
+        and a confirm arriving meanwhile waits seconds, not minutes."""
+        if not {"embed", "hybrid"} & set(self.settings.families):
+            return 0
+        from model.checkpoint import default_checkpoint  # noqa: PLC0415
+        from model.embed import Encoder  # noqa: PLC0415
+
+        encoder = Encoder.get(self.settings.bert_checkpoint or default_checkpoint(), 128)  # the families' default
+        with self.store.session() as s:
+            texts = list(s.scalars(select(Document.text).where(Document.project_id == project_id)))
+        todo = encoder.pending(texts)
+        if todo:
+            t0 = time.perf_counter()
+            encoder.encode(todo[:batch])
+            logger.info("embedded %d documents in %.1fs; %d left", min(batch, len(todo)), time.perf_counter() - t0,
+                        max(0, len(todo) - batch))
+        return max(0, len(todo) - batch)
+
     def score_pool(self, project_id: int, version_id: int) -> int:
         """Store the champion's probabilities for every unlabelled platform document (for ``GET .../next``)."""
         from storage import Prediction  # noqa: PLC0415

@@ -66,6 +66,12 @@ class Encoder:
         toks = self.tokenizer([str(t) for t in texts])
         return [[cls_id] + [int(i) for i in t][: self.max_length - 2] + [sep_id] for t in toks]
 
+    def pending(self, texts: Sequence[str]) -> list[str]:
+        """The texts (distinct) not embedded yet."""
+        with self._lock:
+            return list({hashlib.sha256(str(t).encode("utf-8")).hexdigest(): str(t) for t in texts
+                         if hashlib.sha256(str(t).encode("utf-8")).hexdigest() not in self.cache}.values())
+
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         keys = [hashlib.sha256(str(t).encode("utf-8")).hexdigest() for t in texts]
         with self._lock:

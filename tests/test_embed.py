@@ -56,3 +56,27 @@ def test_bad_checkpoint_is_refused_at_configuration(tmp_path):
     with pytest.raises(ValueError, match="model_type 'gpt2', not a BERT"):
         Settings.from_env({"MODEL_FAMILIES": "embed", "BERT_CHECKPOINT": str(tmp_path)})
     assert Settings.from_env({"MODEL_FAMILIES": "quick,embed"}).families == ("quick", "embed")  # MiniLM default
+
+
+def test_the_pool_is_embedded_in_the_background_in_batches(tmp_path, sms):
+    from model.checkpoint import default_checkpoint
+    from model.embed import Encoder
+    from pipeline import Loop
+    from storage import Document, Store, text_hash
+
+    _, te = sms
+    texts = [f"{t} #{i}" for i, t in enumerate(te.text[:30])]  # texts no other test has embedded
+    cfg = Settings(instance_path=str(tmp_path), model_families="quick,hybrid")
+    store = Store(cfg.db_url)
+    store.create_all()
+    pid = store.ensure_project("tagtog", "alice", "spam")
+    with store.session() as s:
+        s.add_all([Document(project_id=pid, platform_id=f"d{i}", text=t, text_hash=text_hash(t))
+                   for i, t in enumerate(texts)])
+    loop = Loop(cfg, store)
+    encoder = Encoder.get(default_checkpoint(), 128)
+    assert len(encoder.pending(texts)) == 30
+    assert loop.embed_pool(pid, batch=20) == 10
+    assert loop.embed_pool(pid, batch=20) == 0 and encoder.pending(texts) == []
+    loop.settings = cfg.with_(model_families="quick")
+    assert loop.embed_pool(pid) == 0  # nothing to do for families without embeddings
