@@ -19,6 +19,7 @@ from config import Settings
 from formats.tagtog import FormatError, parse_webhook
 import api
 from api import ApiError
+from observability import Metrics, setup_logging
 from receivers import ReceiveError, receive_labelstudio, secret_ok
 from storage import Store
 
@@ -96,6 +97,32 @@ def labelstudio_webhook() -> Any:
     return jsonify(answer), status
 
 
+@bp.get("/metrics")
+def metrics() -> Any:
+    """Prometheus text format (observability.py says what each metric means)."""
+    token = _settings().metrics_token
+    if token:
+        auth = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(auth.encode(), f"Bearer {token}".encode()):
+            raise ApiError(401, "metrics need Authorization: Bearer <METRICS_TOKEN>")
+    body, content_type = current_app.extensions["prelabel.metrics"].render()
+    return body, 200, {"Content-Type": content_type}
+
+
+@bp.after_app_request
+def count_webhook(response: Any) -> Any:
+    """prelabel_webhooks_total{platform, outcome}: the answer's status word (queued, duplicate, ignored) or, for
+    a refusal, the HTTP code (e.g. 401, 400)."""
+    if request.path.startswith("/webhooks/") and request.method == "POST":
+        platform = request.path.removeprefix("/webhooks/").strip("/") or "unknown"
+        body = response.get_json(silent=True) if response.is_json else None
+        outcome = body.get("status") if isinstance(body, dict) and response.status_code < 400 else None
+        current_app.extensions["prelabel.metrics"].webhooks.labels(
+            platform if platform in ("tagtog", "labelstudio") else "unknown",
+            str(outcome or response.status_code)).inc()
+    return response
+
+
 @bp.get("/healthz")
 def healthz() -> Any:
     try:
@@ -110,12 +137,13 @@ def healthz() -> Any:
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Application factory: settings from the environment (.env loaded), then ``test_config`` overrides."""
     settings = Settings.load(test_config)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging(settings.log_level, settings.log_format)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     store = Store(settings.db_url).prepare(settings.projects)
     app.extensions["prelabel.settings"] = settings
     app.extensions["prelabel.store"] = store
+    app.extensions["prelabel.metrics"] = Metrics(store, settings.primary_metric)
     import jobs  # noqa: PLC0415 - the queue only; jobs imports no model code at import time
 
     app.extensions["prelabel.enqueue"] = jobs.enqueue_event

@@ -116,6 +116,8 @@ class Settings:
     sync_interval_s: int = 300
     worker_warm_up: bool = True  # import Keras when the worker starts, not on the first retrain
     log_level: str = "INFO"
+    log_format: str = "text"  # text, or json: one JSON object per line
+    metrics_token: str = ""  # GET /metrics needs "Authorization: Bearer <this>" when set
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -223,6 +225,8 @@ class Settings:
                 check_checkpoint(s.bert_checkpoint or default_checkpoint())
             except ValueError as exc:
                 raise ValueError(f"setting BERT_CHECKPOINT: {exc}") from None
+        if s.log_format not in ("text", "json"):
+            raise ValueError("setting LOG_FORMAT must be text or json")
         if s.al_strategy not in STRATEGIES:
             raise ValueError(f"setting AL_STRATEGY must be one of {', '.join(STRATEGIES)}")
         try:

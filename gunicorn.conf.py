@@ -1,5 +1,10 @@
 """gunicorn settings for the web process (override any of them with GUNICORN_CMD_ARGS)."""
 import os
+from typing import Any
+
+from dotenv import load_dotenv
+
+load_dotenv()  # INSTANCE_PATH may come from .env
 
 bind = os.environ.get("BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -11,12 +16,26 @@ keepalive = 5
 accesslog = None  # every webhook is recorded in the database; access logs would double the disk writes
 
 
-def on_starting(server: object) -> None:
-    """Create the database schema once, in the master, before the workers fork and race to do it."""
-    from dotenv import load_dotenv
+def on_starting(server: Any) -> None:
+    """Create the database schema once, in the master, before the workers fork and race to do it. Prometheus
+    counters of all the workers are summed on each scrape: their values live in files in a folder of this
+    server's own (by its address; emptied here), named before the workers import the app."""
+    import re
+    import shutil
 
     from config import Settings
     from storage import Store
 
-    load_dotenv()
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        address = re.sub(r"[^0-9A-Za-z]+", "-", str(server.cfg.bind[0])).strip("-")
+        folder = os.path.join(os.environ.get("INSTANCE_PATH", "instance"), f"prometheus-{address}")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder, exist_ok=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
     Store(Settings.from_env().db_url).create_all()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -64,7 +64,9 @@ def get_loop() -> Any:
 @huey_bert.on_startup()
 def warm_up() -> None:
     """Import Keras once per worker, so the first retrain after a confirm does not pay ~3 s for it."""
-    logging.basicConfig(level=SETTINGS.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from observability import setup_logging  # noqa: PLC0415
+
+    setup_logging(SETTINGS.log_level, SETTINGS.log_format)
     get_loop()
     if SETTINGS.worker_warm_up:
         from model.rnn import _keras  # noqa: PLC0415

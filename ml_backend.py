@@ -204,7 +204,9 @@ def versions() -> Any:
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """The ML-backend application: settings from the environment (.env loaded), then ``test_config``."""
     settings = Settings.load(test_config)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from observability import setup_logging  # noqa: PLC0415
+
+    setup_logging(settings.log_level, settings.log_format)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 << 20  # a predict batch carries every selected task
     store = Store(settings.db_url).prepare(settings.projects)

@@ -20,8 +20,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from sqlalchemy import func, select
 
-from annotation_client import (AnndocUpload, LabelDef, NotFound, PlatformError, PlatformUnavailable, TagtogClient,
-                               make_client)
+from annotation_client import (LOCAL, AnndocUpload, LabelDef, NotFound, PlatformError, PlatformUnavailable,
+                               TagtogClient, make_client)
 from config import Settings
 from formats.corpus import parse_corpus
 from model.names import class_counts, class_name
@@ -306,6 +306,8 @@ class Loop:
     # -- 2. import platform documents (candidates and existing labels) ------------------------------------
     def sync_project(self, project_id: int, force: bool = False) -> int:
         """Import documents of the platform project that prelabel has not seen (text + ground truth)."""
+        if self._platform(project_id) == LOCAL:
+            return 0
         with self.store.session() as s:
             p = s.get(Project, project_id)
             if not force and p.last_sync_at and utcnow() - p.last_sync_at < timedelta(
@@ -444,6 +446,8 @@ class Loop:
         with self.store.session() as s:
             p = s.get(Project, project_id)
             label_id, multi = p.label_id, p.label_type == "multilabel"
+        if p.platform == LOCAL:  # no platform: every imported class counts
+            return None
         try:
             if p.platform == "labelstudio":  # the config's choices now
                 return set(self.ls.config(project_id, refresh=True).choices)
@@ -887,10 +891,14 @@ class Loop:
             docs = [(d.id, d.text) for d in s.scalars(select(Document).where(
                 Document.project_id == project_id, Document.platform_id.is_not(None),
                 Document.is_test.is_not(True))) if d.id not in labelled]
-            known_hashes = set(s.scalars(select(Document.text_hash).where(Document.project_id == project_id)))
+            known_hashes = set(s.scalars(select(Document.text_hash).where(Document.project_id == project_id,
+                                                                          Document.platform_id.is_not(None))))
+            imported = [d.text for d in s.scalars(select(Document).where(  # scripts.cli import, not uploaded yet
+                Document.project_id == project_id, Document.platform_id.is_(None), Document.source == "corpus"))
+                if d.id not in labelled]
             done = set(s.scalars(select(Upload.document_id).where(Upload.model_version_id == version_id)))
         corpus = [] if platform == "labelstudio" else [  # Label Studio: import into the project instead
-            t for t in dict.fromkeys(self.corpus_texts()) if text_hash(t) not in known_hashes]
+            t for t in dict.fromkeys(imported + self.corpus_texts()) if text_hash(t) not in known_hashes]
         texts = [t for _, t in docs] + corpus
         if not texts:
             logger.info("%s/%s: nothing left to pre-label", owner, name)

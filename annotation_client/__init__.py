@@ -8,8 +8,9 @@ from .labelstudio import LabelStudioClient
 from .tagtog import AnndocUpload, LabelDef, SearchHit, TagtogClient
 
 CLIENTS: dict[str, type] = {"tagtog": TagtogClient, "labelstudio": LabelStudioClient}
+LOCAL = "local"  # a project with no platform (scripts.cli import/train/export): no client, nothing to upload
 
-__all__ = ["CLIENTS", "AnndocUpload", "AuthError", "LabelDef", "LabelStudioClient", "NotFound", "PlatformError", "PlatformUnavailable",
+__all__ = ["CLIENTS", "LOCAL", "AnndocUpload", "AuthError", "LabelDef", "LabelStudioClient", "NotFound", "PlatformError", "PlatformUnavailable",
            "SearchHit", "TagtogClient", "make_client"]
 
 

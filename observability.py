@@ -1,0 +1,142 @@
+"""Logs and Prometheus metrics for the web process, the ML backend and the worker.
+
+Logs: ``LOG_FORMAT=json`` writes one JSON object per line (python-json-logger), for log shippers; ``text`` (the
+default) is for people.
+
+Metrics (``GET /metrics``, Prometheus text format):
+
+* counted in the web process as requests arrive: ``prelabel_webhooks_total{platform, outcome}``. Under gunicorn
+  each worker process counts its own; ``gunicorn.conf.py`` sets ``PROMETHEUS_MULTIPROC_DIR`` so a scrape of any
+  worker sums them all.
+* read from the database at scrape time, so they are exact whichever process (web, workers on other machines)
+  did the work: events by state, queue depth, training runs and their duration, champion scores.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Iterator
+
+from sqlalchemy import func, select
+
+from storage import Event, ModelVersion, Project, Store
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def setup_logging(level: str, fmt: str = "text") -> None:
+    """Configure the root logger once per process: ``fmt`` "text" or "json" (one object per line)."""
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        from pythonjsonlogger.json import JsonFormatter  # noqa: PLC0415
+
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
+                                           rename_fields={"asctime": "time", "levelname": "level",
+                                                          "name": "logger"}))
+    else:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.prelabel = True  # type: ignore[attr-defined]
+    root = logging.getLogger()
+    for h in list(root.handlers):  # ours from an earlier call; other handlers (pytest's, a host's) stay
+        if getattr(h, "prelabel", False):
+            root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+class StoreCollector:
+    """Prometheus collector whose figures come from the database at each scrape."""
+
+    def __init__(self, store: Store, primary_metric: str = "f1_macro") -> None:
+        self.store = store
+        self.primary_metric = primary_metric
+
+    def describe(self) -> list[Any]:
+        return []  # collected lazily: registering must not query the database
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily  # noqa: PLC0415
+
+        events = GaugeMetricFamily("prelabel_events", "Webhook events recorded, by project and state "
+                                   "(queued, processing, done, failed)", labels=["project", "state"])
+        processed = CounterMetricFamily("prelabel_events_processed", "Events the workers finished, by project "
+                                        "and result", labels=["project", "result"])
+        depth = GaugeMetricFamily("prelabel_queue_depth", "Events waiting or being processed", labels=["project"])
+        runs = CounterMetricFamily("prelabel_trainings", "Model versions trained, by project, family and status",
+                                   labels=["project", "family", "status"])
+        seconds = CounterMetricFamily("prelabel_training_seconds", "Total training time of the versions, "
+                                      "by project and family", labels=["project", "family"])
+        last = GaugeMetricFamily("prelabel_last_training_seconds", "Training time of the latest version",
+                                 labels=["project", "family"])
+        score = GaugeMetricFamily("prelabel_champion_score", "The champion's scores on its validation and test "
+                                  "sets", labels=["project", "version", "metric", "dataset"])
+        labels = GaugeMetricFamily("prelabel_training", "1 while a retrain of the project runs", labels=["project"])
+        with self.store.session() as s:
+            projects = {p.id: p for p in s.scalars(select(Project))}
+            slug = {pid: p.slug for pid, p in projects.items()}
+            for pid, state, n in s.execute(select(Event.project_id, Event.state, func.count())
+                                           .group_by(Event.project_id, Event.state)):
+                name = slug.get(pid, str(pid))
+                events.add_metric([name, state], n)
+                if state in ("done", "failed"):
+                    processed.add_metric([name, state], n)
+            waiting: dict[int, int] = {}
+            for pid, n in s.execute(select(Event.project_id, func.count()).where(
+                    Event.state.in_(("queued", "processing"))).group_by(Event.project_id)):
+                waiting[pid] = n
+            totals: dict[tuple[str, str], float] = {}
+            for pid, fam, status, n, total in s.execute(
+                    select(ModelVersion.project_id, ModelVersion.family, ModelVersion.status, func.count(),
+                           func.sum(ModelVersion.train_seconds))
+                    .group_by(ModelVersion.project_id, ModelVersion.family, ModelVersion.status)):
+                name = slug.get(pid, str(pid))
+                runs.add_metric([name, fam, status], n)
+                totals[(name, fam)] = totals.get((name, fam), 0.0) + float(total or 0.0)
+            latest = s.execute(select(ModelVersion.project_id, ModelVersion.family, ModelVersion.train_seconds)
+                               .order_by(ModelVersion.id.desc())).all()
+            seen: set[tuple[int, str]] = set()
+            for pid, fam, secs in latest:
+                if (pid, fam) not in seen:
+                    seen.add((pid, fam))
+                    last.add_metric([slug.get(pid, str(pid)), fam], float(secs or 0.0))
+            for pid, p in projects.items():
+                depth.add_metric([p.slug], waiting.get(pid, 0))
+                labels.add_metric([p.slug], 1 if p.training_since else 0)
+                if p.champion_id:
+                    mv = s.get(ModelVersion, p.champion_id)
+                    for dataset, metrics in (("validation", mv.metrics or {}), ("test", mv.test_metrics or {})):
+                        for key in ("f1", "f1_macro", "f1_micro", "f1_weighted", "accuracy", "mcc"):
+                            if isinstance(metrics.get(key), (int, float)):
+                                score.add_metric([p.slug, str(mv.version), key, dataset], float(metrics[key]))
+        for (name, fam), total in totals.items():
+            seconds.add_metric([name, fam], total)
+        yield from (events, processed, depth, runs, seconds, last, score, labels)
+
+
+class Metrics:
+    """The web process's metrics: the webhook counter and the database collector, in one registry."""
+
+    def __init__(self, store: Store, primary_metric: str = "f1_macro") -> None:
+        from prometheus_client import CollectorRegistry, Counter  # noqa: PLC0415
+
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.registry = CollectorRegistry(auto_describe=False)
+        # in multiprocess mode the counter's values live in files shared by the gunicorn workers
+        self.webhooks = Counter("prelabel_webhooks", "Webhooks received, by platform and outcome",
+                                ["platform", "outcome"], registry=None if self.multiprocess else self.registry)
+        self.store_collector = StoreCollector(store, primary_metric)
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest  # noqa: PLC0415
+
+        registry = self.registry
+        if self.multiprocess:
+            from prometheus_client import multiprocess  # noqa: PLC0415
+
+            registry = CollectorRegistry(auto_describe=False)
+            multiprocess.MultiProcessCollector(registry)
+        body = generate_latest(registry)
+        store_registry = CollectorRegistry(auto_describe=False)
+        store_registry.register(self.store_collector)
+        return body + generate_latest(store_registry), CONTENT_TYPE_LATEST
