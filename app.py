@@ -18,6 +18,7 @@ from sqlalchemy import text
 from config import Settings
 from formats.tagtog import FormatError, parse_webhook
 import api
+import dashboard
 from api import ApiError
 from observability import Metrics, setup_logging
 from receivers import ReceiveError, receive_labelstudio, secret_ok
@@ -153,5 +154,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["prelabel.reconcile"] = jobs.reconcile
     app.register_blueprint(bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(dashboard.bp)
     api.register_json_errors(app)
     return app

@@ -109,7 +109,7 @@ def test_openapi_documents_every_route(trained):
     spec = c.get("/api/v1/openapi.json").json
     app_routes = set()
     for rule in c.application.url_map.iter_rules():
-        if rule.rule.startswith(("/api/v1", "/webhooks", "/healthz")):
+        if rule.rule.startswith(("/api/v1", "/webhooks", "/healthz", "/metrics", "/dashboard")):
             path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
             for m in rule.methods - {"HEAD", "OPTIONS"}:
                 app_routes.add((path, m.lower()))

@@ -1,0 +1,116 @@
+"""The dashboard: server-rendered HTML pages with inline SVG plots (plots.py), for people who would rather look at
+pictures than JSON.
+
+    /dashboard                       every project: champion, labels, events
+    /dashboard/projects/<id>         one project: versions, learning curve, loss curves, confusion matrix, false
+                                     predictions with their texts, the queue and recent events
+    ...?version=<n>                  the same for version n instead of the champion
+
+Text from documents is escaped by Jinja's autoescaping. When API_TOKEN is set, the pages ask for HTTP Basic
+credentials with the token as the password (any user name), which a browser can send; the JSON API keeps its
+Bearer header.
+"""
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from flask import Blueprint, current_app, render_template, request
+from sqlalchemy import func, select
+
+from api import ApiError
+from storage import Document, Event, ModelVersion, Project, Store
+
+bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates")
+RECENT_EVENTS = 25
+MAX_FALSE = 50
+
+
+def _store() -> Store:
+    return current_app.extensions["prelabel.store"]
+
+
+@bp.before_request
+def _auth() -> None:
+    token = current_app.extensions["prelabel.settings"].api_token
+    if not token:
+        return
+    auth = request.authorization
+    given = (auth.password or "") if auth is not None and auth.type == "basic" else ""
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise ApiError(401, "the dashboard needs HTTP Basic credentials: any user name, API_TOKEN as password",
+                       {"WWW-Authenticate": 'Basic realm="prelabel dashboard"'})
+
+
+@bp.get("")
+@bp.get("/")
+def index() -> Any:
+    return render_template("index.html", projects=_store().list_projects())
+
+
+def _queue(s: Any, project_id: int) -> dict[str, Any]:
+    states = dict(s.execute(select(Event.state, func.count()).where(Event.project_id == project_id)
+                            .group_by(Event.state)).all())
+    recent = s.scalars(select(Event).where(Event.project_id == project_id).order_by(Event.id.desc())
+                       .limit(RECENT_EVENTS)).all()
+    return {"pending": states.get("queued", 0), "running": states.get("processing", 0),
+            "failed": states.get("failed", 0), "done": states.get("done", 0),
+            "recent": [e.to_dict() for e in recent]}
+
+
+def _false_predictions(s: Any, project_id: int, metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The version's wrong predictions on its validation set, with the documents' texts."""
+    wrong = (metrics or {}).get("false_predictions") or []
+    keys = [w["id"] for w in wrong[:MAX_FALSE]]
+    texts: dict[str, str] = {}
+    if keys:
+        for pid_, h, text in s.execute(select(Document.platform_id, Document.text_hash, Document.text).where(
+                Document.project_id == project_id,
+                (Document.platform_id.in_(keys)) | (Document.text_hash.in_(keys)))):
+            texts[pid_ or h] = text
+            texts[h] = text
+    return [{**w, "text": texts.get(w["id"], "")} for w in wrong[:MAX_FALSE]]
+
+
+@bp.get("/projects/<int:project_id>")
+def project(project_id: int) -> Any:
+    import plots  # noqa: PLC0415 - matplotlib loads on the first page view, not at start-up
+
+    settings = current_app.extensions["prelabel.settings"]
+    summary = _store().project_summary(project_id)
+    if summary is None:
+        raise ApiError(404, f"no project {project_id}")
+    key = settings.primary_metric
+    with _store().session() as s:
+        versions = s.scalars(select(ModelVersion).where(ModelVersion.project_id == project_id)
+                             .order_by(ModelVersion.version)).all()
+        p = s.get(Project, project_id)
+        wanted = request.args.get("version", type=int)
+        chosen = next((v for v in versions if v.version == wanted), None) if wanted is not None else (
+            s.get(ModelVersion, p.champion_id) if p.champion_id else (versions[-1] if versions else None))
+        if wanted is not None and chosen is None:
+            raise ApiError(404, f"project {project_id} has no version {wanted}")
+        points = [{"version": v.version, "n_train": v.n_train, "status": v.status,
+                   "score": (v.metrics or {}).get(key)} for v in versions]
+        rows = [{**v.to_dict(), "score": (v.metrics or {}).get(key),
+                 "test_score": (v.test_metrics or {}).get(key)} for v in reversed(versions)]
+        detail = None
+        if chosen is not None:
+            metrics = chosen.metrics or {}
+            cm = metrics.get("confusion_matrix") or {}
+            multilabel = bool((chosen.classes or {}).get("multilabel"))
+            detail = {
+                "version": chosen.version, "family": chosen.family, "status": chosen.status,
+                "reason": chosen.reason, "metrics": metrics, "test_metrics": chosen.test_metrics or {},
+                "per_class": metrics.get("per_class") or {}, "multilabel": multilabel,
+                "confusion": cm, "history": chosen.history or {},
+                "loss_svg": plots.loss_curves(chosen.history, chosen.version) if (chosen.history or {}).get(
+                    "loss") else None,
+                "confusion_svg": plots.confusion(cm["labels"], cm["matrix"], chosen.version) if (
+                    cm.get("matrix") and not multilabel) else None,
+                "false": _false_predictions(s, project_id, metrics),
+                "n_false": len(metrics.get("false_predictions") or []),
+            }
+        queue = _queue(s, project_id)
+    return render_template("project.html", p=summary, key=key, rows=rows, detail=detail, queue=queue,
+                           curve_svg=plots.learning_curve(points, key) if points else None)
