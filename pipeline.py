@@ -820,10 +820,9 @@ class Loop:
         and a confirm arriving meanwhile waits seconds, not minutes."""
         if not {"embed", "hybrid"} & set(self.settings.families):
             return 0
-        from model.checkpoint import default_checkpoint  # noqa: PLC0415
-        from model.embed import Encoder  # noqa: PLC0415
+        from model.embed import encoder_for  # noqa: PLC0415
 
-        encoder = Encoder.get(self.settings.bert_checkpoint or default_checkpoint(), 128)  # the families' default
+        encoder = encoder_for(self.settings.bert_checkpoint)  # the families' default max_length
         with self.store.session() as s:
             texts = list(s.scalars(select(Document.text).where(Document.project_id == project_id)))
         todo = encoder.pending(texts)

@@ -298,7 +298,8 @@ class Store:
             s.add(ev)
             s.flush()
             ins = _insert(self.engine)(InFlight).values(key=dedup_key, event_id=ev.id).on_conflict_do_nothing()
-            if s.execute(ins).rowcount:
+            # RETURNING, not rowcount: psycopg 3 reports rowcount -1 here (found with a real PostgreSQL)
+            if s.execute(ins.returning(InFlight.key)).first() is not None:
                 s.commit()
                 return ev.id, True
             twin = s.scalar(select(InFlight.event_id).where(InFlight.key == dedup_key))
@@ -309,8 +310,9 @@ class Store:
         """Mark an event as being processed; None if another worker has it or it is finished."""
         with self.session() as s:
             n = s.execute(update(Event).where(Event.id == event_id, Event.state == "queued")
-                          .values(state="processing", started_at=utcnow(), attempts=Event.attempts + 1)).rowcount
-            if not n:
+                          .values(state="processing", started_at=utcnow(), attempts=Event.attempts + 1)
+                          .returning(Event.id)).first()
+            if n is None:
                 return None
             ev = s.get(Event, event_id)
             s.query(InFlight).filter_by(key=ev.dedup_key, event_id=event_id).delete()
@@ -363,13 +365,13 @@ class Store:
     def request_retrain(self, project_id: int) -> bool:
         """Set the project's retrain flag; True if it was not set (the caller should enqueue a retrain)."""
         with self.session() as s:
-            return bool(s.execute(update(Project).where(Project.id == project_id, Project.retrain_requested.is_(False))
-                                  .values(retrain_requested=True)).rowcount)
+            return s.execute(update(Project).where(Project.id == project_id, Project.retrain_requested.is_(False))
+                             .values(retrain_requested=True).returning(Project.id)).first() is not None
 
     def take_retrain_request(self, project_id: int) -> bool:
         with self.session() as s:
-            return bool(s.execute(update(Project).where(Project.id == project_id, Project.retrain_requested.is_(True))
-                                  .values(retrain_requested=False)).rowcount)
+            return s.execute(update(Project).where(Project.id == project_id, Project.retrain_requested.is_(True))
+                             .values(retrain_requested=False).returning(Project.id)).first() is not None
 
     def set_training(self, project_id: int, running: bool) -> None:
         with self.session() as s:

