@@ -9,6 +9,8 @@ module only to enqueue; the training code (and TensorFlow) is imported inside th
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,6 +45,7 @@ huey = make_huey(SETTINGS)
 #     huey_consumer jobs.huey_bert -w 1
 huey_bert = make_huey(SETTINGS, "prelabel-bert")
 OWN_QUEUE = ("bert",)
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # in training_runs: which worker trained
 _loop: Any = None
 
 
@@ -112,8 +115,9 @@ def process_event(event_id: int) -> str:
 
 @huey.task(retries=3, retry_delay=60)
 def retrain(project_id: int) -> str:
-    """Retrain and pre-label. One run per project at a time; requests arriving meanwhile are coalesced into one
-    more run (the project's retrain flag), not queued one by one."""
+    """Retrain and pre-label. One run per project at a time across every worker on every machine (Huey's task
+    lock lives in the queue's store: Redis, or the SQLite queue file); requests arriving meanwhile are coalesced
+    into one more run (the project's retrain flag), not queued one by one. Each run is a row in training_runs."""
     loop = get_loop()
     runs = 0
     try:
@@ -122,9 +126,12 @@ def retrain(project_id: int) -> str:
             try:
                 while loop.store.take_retrain_request(project_id):
                     runs += 1
+                    run_id = loop.store.start_run(project_id, WORKER_ID)
+                    outcome = "failed"
                     try:
                         loop.sync_project(project_id)
                         result = loop.train(project_id, defer=OWN_QUEUE)
+                        outcome = "too few labels" if result is None else f"v{result.version} {result.status}"
                         for family in result.deferred if result is not None else ():
                             train_family(project_id, family)
                         if result is not None and result.champion_id is not None:
@@ -134,6 +141,8 @@ def retrain(project_id: int) -> str:
                     except Exception:
                         loop.store.request_retrain(project_id)  # keep the request; Huey retries this task
                         raise
+                    finally:
+                        loop.store.finish_run(run_id, outcome)
             finally:
                 loop.store.set_training(project_id, False)
     except TaskLockedException:
@@ -221,7 +230,11 @@ def sweep() -> None:
 def reconcile(project_id: int) -> str:
     """Compare the platform with the store and take over what webhooks missed; retrain when labels changed."""
     loop = get_loop()
-    r = loop.reconcile(project_id)
+    try:
+        with huey.lock_task(f"reconcile-{project_id}"):  # every worker's scheduler enqueues reconcile_all
+            r = loop.reconcile(project_id)
+    except TaskLockedException:
+        return "a reconcile of this project is already running"
     if r["recovered"] and loop.maybe_request_retrain(project_id):
         retrain(project_id)
     return f"{r['recovered']} label(s) recovered, {r['new_documents']} new document(s)"

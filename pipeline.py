@@ -242,19 +242,27 @@ class Loop:
             raise EventRejected(f"ann.json of {docid} has unknown label id(s) {unknown}; "
                                 f"legend: {sorted(d.id for d in defs)}")
         value, who = self.ground_truth_value(ann, scheme)
-        with self.store.session() as s:
-            project = s.get(Project, project.id)
-            if value is not None and scheme.kind == "single":
-                self._check_value(s, project, defs, value)
-            doc = s.scalar(select(Document).filter_by(project_id=project.id, platform_id=docid))
-            if doc is None:
-                text = client.get_text(project.owner, project.name, docid)
-                folder = self._folder_of(client, project, docid)
-                doc = Document(project_id=project.id, platform_id=docid, text=text, text_hash=text_hash(text),
-                               folder=folder, is_test=self.in_test_folder(folder))
-                s.add(doc)
-                s.flush()
-            changed = self._set_label(s, project, doc, value, who, event_id)
+        from sqlalchemy.exc import IntegrityError  # noqa: PLC0415
+
+        for attempt in (1, 2):
+            try:
+                with self.store.session() as s:
+                    project = s.get(Project, project.id)
+                    if value is not None and scheme.kind == "single":
+                        self._check_value(s, project, defs, value)
+                    doc = s.scalar(select(Document).filter_by(project_id=project.id, platform_id=docid))
+                    if doc is None:
+                        text = client.get_text(project.owner, project.name, docid)
+                        folder = self._folder_of(client, project, docid)
+                        doc = Document(project_id=project.id, platform_id=docid, text=text,
+                                       text_hash=text_hash(text), folder=folder, is_test=self.in_test_folder(folder))
+                        s.add(doc)
+                        s.flush()
+                    changed = self._set_label(s, project, doc, value, who, event_id)
+                break
+            except IntegrityError:  # another worker stored this document meanwhile: read it on the second try
+                if attempt == 2:
+                    raise
         if not changed:
             return "unchanged"
         return "label removed" if value is None else f"labelled {class_name(value)}"
@@ -319,6 +327,8 @@ class Loop:
             p = s.get(Project, project_id)
             known = set(s.scalars(select(Document.platform_id).where(Document.project_id == p.id,
                                                                       Document.platform_id.is_not(None))))
+        from sqlalchemy.exc import IntegrityError  # noqa: PLC0415
+
         scheme = self.resolve_scheme(p.id)
         client = self.client(p.platform)
         n = 0
@@ -338,20 +348,24 @@ class Loop:
             except EventRejected as exc:
                 logger.warning("sync %s/%s: label of %s ignored: %s", p.owner, p.name, hit.docid, exc)
                 value, who = None, ""
-            with self.store.session() as s:
-                proj = s.get(Project, p.id)
-                doc = Document(project_id=p.id, platform_id=hit.docid, filename=hit.filename, text=text,
-                               text_hash=text_hash(text), folder=hit.folder, is_test=self.in_test_folder(hit.folder),
-                               platform_updated=hit.updated or None)
-                s.add(doc)
-                s.flush()
-                if value is not None:
-                    try:
-                        if scheme.kind == "single":
-                            self._check_value(s, proj, self.label_defs(proj), value)
-                        self._set_label(s, proj, doc, value, who, None)
-                    except EventRejected as exc:
-                        logger.warning("sync %s/%s: label of %s ignored: %s", p.owner, p.name, hit.docid, exc)
+            try:
+                with self.store.session() as s:
+                    proj = s.get(Project, p.id)
+                    doc = Document(project_id=p.id, platform_id=hit.docid, filename=hit.filename, text=text,
+                                   text_hash=text_hash(text), folder=hit.folder,
+                                   is_test=self.in_test_folder(hit.folder), platform_updated=hit.updated or None)
+                    s.add(doc)
+                    s.flush()
+                    if value is not None:
+                        try:
+                            if scheme.kind == "single":
+                                self._check_value(s, proj, self.label_defs(proj), value)
+                            self._set_label(s, proj, doc, value, who, None)
+                        except EventRejected as exc:
+                            logger.warning("sync %s/%s: label of %s ignored: %s", p.owner, p.name, hit.docid, exc)
+            except IntegrityError:  # an event (or another worker's sync) stored it meanwhile: theirs stands
+                known.add(hit.docid)
+                continue
             known.add(hit.docid)
             n += 1
         with self.store.session() as s:

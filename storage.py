@@ -119,6 +119,19 @@ class Event(Base):
                 "finished_at": _iso(self.finished_at)}
 
 
+class TrainingRun(Base):
+    """One retrain of a project by one worker: when, where and how it ended (scale-out audit: runs of a project
+    never overlap, whichever machines the workers are on)."""
+
+    __tablename__ = "training_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    worker: Mapped[str] = mapped_column(String(200))  # host:pid
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    outcome: Mapped[str] = mapped_column(String(200), default="")
+
+
 class InFlight(Base):
     """Keys of deliveries accepted but not yet picked up: a duplicate of one of them is not enqueued again."""
 
@@ -372,6 +385,18 @@ class Store:
         with self.session() as s:
             return s.execute(update(Project).where(Project.id == project_id, Project.retrain_requested.is_(True))
                              .values(retrain_requested=False).returning(Project.id)).first() is not None
+
+    def start_run(self, project_id: int, worker: str) -> int:
+        with self.session() as s:
+            run = TrainingRun(project_id=project_id, worker=worker)
+            s.add(run)
+            s.flush()
+            return run.id
+
+    def finish_run(self, run_id: int, outcome: str) -> None:
+        with self.session() as s:
+            s.execute(update(TrainingRun).where(TrainingRun.id == run_id)
+                      .values(finished_at=utcnow(), outcome=outcome[:200]))
 
     def set_training(self, project_id: int, running: bool) -> None:
         with self.session() as s:

@@ -54,6 +54,8 @@ class Stack:
     settings: dict[str, str] = field(default_factory=dict)
     web_workers: int = 2
     start_worker: bool = True
+    workers: int = 1  # worker processes (huey_consumer), e.g. 2 sharing a Redis queue
+    more_projects: tuple[str, ...] = ()  # further tagtog projects of ``owner``, each loaded with the same export
     tagtog: bool = True  # start the tagtog emulator (False: a Label Studio-only stack)
     ml_backend: bool = False  # start the Label Studio ML backend (ml_backend.py)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -68,7 +70,8 @@ class Stack:
             **os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
             "INSTANCE_PATH": str(self.workdir / "instance"), "TAGTOG_BASE_URL": self.emu_url,
             "TAGTOG_USERNAME": self.user[0], "TAGTOG_PASSWORD": self.user[1],
-            "TAGTOG_PROJECTS": f"{self.owner}/{self.project}" if self.tagtog else "",
+            "TAGTOG_PROJECTS": ",".join(f"{self.owner}/{p}" for p in (self.project, *self.more_projects))
+            if self.tagtog else "",
             "WEBHOOK_USERNAME": self.hook_auth[0], "WEBHOOK_PASSWORD": self.hook_auth[1],
             **self.settings,
         }
@@ -83,11 +86,12 @@ class Stack:
     def start(self) -> "Stack":
         try:
             if self.tagtog:
+                per_project = [arg for name in (self.project, *self.more_projects) for arg in (
+                    "--project", f"{self.owner}/{name}={self.labels}", "--load", f"{self.export_dir}={self.owner}/{name}",
+                    "--webhook", f"{self.owner}/{name}={self.web_url}/webhooks/tagtog")]
                 emu = self._spawn("emulator", [
                     sys.executable, "-m", "emulator.tagtog", "--port", str(self.emu_port),
-                    "--user", ":".join(self.user), "--project", f"{self.owner}/{self.project}={self.labels}",
-                    "--load", f"{self.export_dir}={self.owner}/{self.project}",
-                    "--webhook", f"{self.owner}/{self.project}={self.web_url}/webhooks/tagtog",
+                    "--user", ":".join(self.user), *per_project,
                     "--webhook-auth", ":".join(self.hook_auth), "--log-level", "WARNING"], env={**os.environ})
                 wait_http(f"{self.emu_url}/-emulator/healthz", 120, emu)
             self.start_web()
@@ -96,11 +100,17 @@ class Stack:
                                         f"127.0.0.1:{self.ml_port}", "-w", "1", "ml_backend:create_app()"])
                 wait_http(f"{self.ml_url}/health", 60, ml)
             if self.start_worker:
-                self._spawn("worker", [str(BIN / "huey_consumer"), "jobs.huey", "-w", "1", "-q"])
+                self.start_workers()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def start_workers(self) -> None:
+        """``workers`` worker processes (huey_consumer, one thread each)."""
+        for i in range(self.workers):
+            self._spawn("worker" if i == 0 else f"worker{i + 1}",
+                        [str(BIN / "huey_consumer"), "jobs.huey", "-w", "1", "-q"])
 
     def start_web(self) -> None:
         web = self._spawn("web", [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "-b",
@@ -133,10 +143,11 @@ class Stack:
         self.stop()
 
     # -- helpers for drivers
-    def annotate(self, docid: str, labels: dict[str, Any], confirm: bool = True, user: str | None = None) -> None:
+    def annotate(self, docid: str, labels: dict[str, Any], confirm: bool = True, user: str | None = None,
+                 project: str | None = None) -> None:
         r = requests.post(f"{self.emu_url}/-emulator/annotate", auth=self.user, timeout=10,
-                          json={"owner": self.owner, "project": self.project, "docid": docid, "labels": labels,
-                                "confirm": confirm})
+                          json={"owner": self.owner, "project": project or self.project, "docid": docid,
+                                "labels": labels, "confirm": confirm})
         r.raise_for_status()
 
     def emulator_log(self, since: int = 0) -> list[dict[str, Any]]:
@@ -147,12 +158,12 @@ class Stack:
         r.raise_for_status()
         return r.json()
 
-    def docids(self, query: str = "*") -> list[tuple[str, str]]:
+    def docids(self, query: str = "*", project: str | None = None) -> list[tuple[str, str]]:
         """(docid, filename) of the emulator's documents."""
         out, page = [], 0
         while True:
             r = requests.get(f"{self.emu_url}/-api/documents/v1", auth=self.user, timeout=10, params={
-                "owner": self.owner, "project": self.project, "search": query, "page": page}).json()
+                "owner": self.owner, "project": project or self.project, "search": query, "page": page}).json()
             out += [(d["id"], d["filename"]) for d in r["docs"]]
             if r["pages"]["next"] == -1:
                 return out
