@@ -55,6 +55,7 @@ class Settings:
     instance_path: str = "instance"
     database_url: str = ""  # default: sqlite file in instance_path
     queue_url: str = ""  # empty: Huey on a SQLite file in instance_path; redis://... for RedisHuey
+    redis_url: str = ""  # the same as QUEUE_URL=redis://...; QUEUE_URL wins when both are set
     # web
     webhook_username: str = ""  # when set, webhooks need these HTTP Basic credentials
     webhook_password: str = ""
@@ -200,6 +201,8 @@ class Settings:
                     values[f.name] = raw
             except ValueError as exc:
                 raise ValueError(f"setting {key}: {exc}") from None
+        if values.get("redis_url") and not values.get("queue_url"):
+            values["queue_url"] = values["redis_url"]
         s = cls(**values)
         if s.ground_truth_policy not in ("anncomplete", "anncomplete_or_user"):
             raise ValueError("setting GROUND_TRUTH_POLICY must be anncomplete or anncomplete_or_user")

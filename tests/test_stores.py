@@ -90,3 +90,11 @@ def test_retrain_requests_coalesce(store):
     assert store.request_retrain(pid) is True and store.request_retrain(pid) is False
     assert store.take_retrain_request(pid) is True and store.take_retrain_request(pid) is False
     assert store.retrain_pending(pid) is False
+
+
+def test_redis_url_names_the_queue():
+    from config import Settings
+
+    assert Settings.from_env({"REDIS_URL": "redis://r:6379/0"}).queue_url == "redis://r:6379/0"
+    assert Settings.from_env({"REDIS_URL": "redis://r:6379/0", "QUEUE_URL": "redis://q/1"}).queue_url == "redis://q/1"
+    assert Settings.from_env({}).queue_url == ""
