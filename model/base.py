@@ -20,7 +20,8 @@ class TextClassifier(ABC):
     classes_: np.ndarray
 
     @abstractmethod
-    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "TextClassifier": ...
+    def fit(self, texts: Sequence[str], labels: Sequence[str], *,
+            validation: tuple[Sequence[str], Sequence[Any]] | None = None) -> "TextClassifier": ...
 
     @abstractmethod
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
@@ -42,6 +43,13 @@ class TextClassifier(ABC):
         if len(names) < 2:
             raise ValueError(f"need at least 2 classes to train, got {sorted(names)}")
         self.classes_ = np.array(sorted(names))
+
+    def refit(self, texts: Sequence[str], labels: Sequence[Any], epochs: int = 1, *, lr_factor: float = 0.1,
+              validation: tuple[Sequence[str], Sequence[Any]] | None = None) -> "TextClassifier":
+        """Train further on all of ``texts`` (a warm start). This default is a full fit: right for the families
+        whose fit is cheap (quick ~1 s, embed and hybrid with cached embeddings) or must start from the pretrained
+        checkpoint (bert); the RNN overrides it with a real warm start."""
+        return self.fit(texts, labels, validation=validation)
 
     def get_params(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}

@@ -147,11 +147,6 @@ class BertClassifier(TextClassifier):
         self._compile(self.model_, 1)  # a fresh optimizer: saved files stay 91 MB, not 273 MB
         return self
 
-    def refit(self, texts: Sequence[str], labels: Sequence[Any], epochs: int = 1, *, lr_factor: float = 0.1,
-              validation: Any = None) -> "BertClassifier":
-        """Fine-tuning always starts from the pretrained checkpoint: a full fit."""
-        return self.fit(texts, labels, validation=validation)
-
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         self._check_fitted()
         if len(texts) == 0:

@@ -142,11 +142,6 @@ class EmbedClassifier(TextClassifier):
         self.history_: dict[str, list[float]] = {}
         return self
 
-    def refit(self, texts: Sequence[str], labels: Sequence[Any], epochs: int = 1, *, lr_factor: float = 0.1,
-              validation: Any = None) -> "EmbedClassifier":
-        """A full fit: the embeddings are cached, so it costs a fraction of a second."""
-        return self.fit(texts, labels, validation=validation)
-
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         self._check_fitted()
         if len(texts) == 0:

@@ -68,10 +68,6 @@ class EnsembleClassifier(TextClassifier):
                                                                          fitted.multilabel_, {})
         return self
 
-    def refit(self, texts: Sequence[str], labels: Sequence[Any], epochs: int = 1, *, lr_factor: float = 0.1,
-              validation: Any = None) -> "EnsembleClassifier":
-        return self.fit(texts, labels, validation=validation)
-
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         self._check_fitted()
         if len(texts) == 0:

@@ -141,11 +141,6 @@ class QuickClassifier(TextClassifier):
         self.history_: dict[str, list[float]] = {}
         return self
 
-    def refit(self, texts: Sequence[str], labels: Sequence[Any], epochs: int = 1, *, lr_factor: float = 0.1,
-              validation: tuple[Sequence[str], Sequence[Any]] | None = None) -> "QuickClassifier":
-        """A full fit: it costs about a second, so there is nothing to gain from a warm start."""
-        return self.fit(texts, labels, validation=validation)
-
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         self._check_fitted()
         if len(texts) == 0:
