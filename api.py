@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request, send_file
+from flask.json.provider import DefaultJSONProvider
 from sqlalchemy import select
 
+from formats import strictjson
 from model.names import STRATEGIES, class_counts
 from storage import Document, ModelVersion, Prediction, Project, Store, current_labels
 
@@ -32,6 +34,29 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.headers = status, message, dict(headers or {})
+
+
+class StrictJSONProvider(DefaultJSONProvider):
+    """``request.get_json`` through formats.strictjson: duplicate keys, invalid UTF-8 and deep nesting are 400s
+    (FormatError is a ValueError, which Flask turns into 400), never 500s."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return strictjson.loads(s, "the JSON body")
+
+
+def harden(app: Any, max_body_bytes: int, internal: str = "internal error; see the server log") -> None:
+    """What every prelabel Flask app shares: strict JSON in, a body size limit (413), JSON errors out."""
+    app.json = StrictJSONProvider(app)
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    app.config["MAX_FORM_MEMORY_SIZE"] = max_body_bytes
+    register_json_errors(app, internal)
+
+
+def require_json() -> None:
+    """415 unless the body says it is JSON (``application/json``, any charset, or ``+json``)."""
+    if not request.is_json:
+        raise ApiError(415, f"the body must be JSON (Content-Type: application/json), got "
+                            f"{(request.mimetype or 'no Content-Type')[:100]!r}")
 
 
 def register_json_errors(app: Any, internal: str = "internal error; see the server log") -> None:
@@ -129,7 +154,9 @@ def version(project_id: int, version: int) -> Any:
 
 @bp.get("/projects/<int:project_id>/versions/<int:version>/download")
 def download(project_id: int, version: int) -> Any:
-    """model.h5, vocab.json, rnn.json and meta.json of a version, as one zip."""
+    """The files of a version (e.g. model.h5, vocab.json, meta.json), as one zip. Admin only: a model can
+    reproduce what it learned from the documents."""
+    admin()
     v = _store().get_version(project_id, version)
     if v is None:
         raise ApiError(404, f"project {project_id} has no version {version}")
@@ -170,12 +197,35 @@ def promote(project_id: int, version: int) -> Any:
     """Make a version the champion (rollback); pre-labels and ``next`` then come from it."""
     admin()
     _project(project_id)
-    body = request.get_json(silent=True) or {}
+    body: Any = {}
+    if request.get_data():  # the body is optional: {"reason": "..."}
+        require_json()
+        body = request.get_json()
+        if not isinstance(body, dict):
+            raise ApiError(400, "the body must be a JSON object, e.g. {\"reason\": \"...\"}")
     reason = str(body.get("reason") or "promoted by hand")[:500]
     try:
         v = _store().promote(project_id, version, reason)
     except KeyError as exc:
         raise ApiError(404, str(exc.args[0])) from None
+    current_app.extensions["prelabel.refresh"](project_id)
+    return jsonify(v), 200
+
+
+@bp.post("/projects/<int:project_id>/rollback")
+def rollback(project_id: int) -> Any:
+    """Make the previous champion (the newest retired version older than the champion) the champion again."""
+    admin()
+    summary = _project(project_id)
+    champion = summary["champion"]
+    if champion is None:
+        raise ApiError(409, "no champion yet: nothing to roll back")
+    older = [v for v in _store().list_models(project_id)
+             if v["status"] == "retired" and v["version"] < champion["version"]]
+    if not older:
+        raise ApiError(409, f"v{champion['version']} has no earlier champion to roll back to")
+    target = max(older, key=lambda v: v["version"])
+    v = _store().promote(project_id, target["version"], f"rollback from v{champion['version']}")
     current_app.extensions["prelabel.refresh"](project_id)
     return jsonify(v), 200
 

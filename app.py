@@ -19,17 +19,13 @@ from config import Settings
 from formats.tagtog import FormatError, parse_webhook
 import api
 import dashboard
-from api import ApiError
+from api import ApiError, require_json
 from observability import Metrics, setup_logging
 from receivers import ReceiveError, receive_labelstudio, secret_ok
 from storage import Store
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("prelabel", __name__)
-MAX_BODY = 1 << 20  # webhooks are tiny; refuse anything over 1 MiB
-LABELSTUDIO_MAX_BODY = 64 << 20  # but TASKS_CREATED carries every imported task
-
-
 
 
 def _settings() -> Settings:
@@ -57,6 +53,7 @@ def _check_basic(username: str, password: str) -> None:
 def tagtog_webhook() -> Any:
     s = _settings()
     _check_basic(s.webhook_username, s.webhook_password)
+    require_json()  # tagtog sends its tagtogID format as application/json
     body = request.get_data(cache=False)
     try:
         hook = parse_webhook(request.headers, body)
@@ -87,9 +84,8 @@ def tagtog_webhook() -> Any:
 def labelstudio_webhook() -> Any:
     if not secret_ok(request.headers, _settings()):
         raise ApiError(401, f"webhook secret missing or wrong (header {_settings().labelstudio_webhook_header})")
-    if not request.is_json:
-        raise ApiError(415, "Label Studio webhooks are JSON (Content-Type: application/json)")
-    request.max_content_length = LABELSTUDIO_MAX_BODY
+    require_json()
+    request.max_content_length = _settings().labelstudio_max_body_bytes
     try:
         answer, status = receive_labelstudio(request.get_data(cache=False), _store(),
                                              current_app.extensions["prelabel.enqueue"])
@@ -140,7 +136,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     settings = Settings.load(test_config)
     setup_logging(settings.log_level, settings.log_format)
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     store = Store(settings.db_url).prepare(settings.projects)
     app.extensions["prelabel.settings"] = settings
     app.extensions["prelabel.store"] = store
@@ -155,5 +150,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(dashboard.bp)
-    api.register_json_errors(app)
+    api.harden(app, settings.max_body_bytes)
     return app

@@ -49,8 +49,26 @@ class ProjectSpec:
         return cls(platform, owner, name, label)
 
 
+ENV_EXAMPLE = Path(__file__).resolve().parent / ".env.example"
+# The credentials production mode requires; (setting, needed when) with minimum lengths for the ones prelabel's
+# operator chooses (platform credentials are whatever the platform issued).
+_OWN_SECRETS = ("api_token", "admin_token", "metrics_token")
+_WEAK = {"changeme", "change-me", "secret", "password", "admin", "token", "test", "example", "prelabel"}
+MIN_SECRET_CHARS = 16
+
+
+def example_values(path: Path = ENV_EXAMPLE) -> dict[str, set[str]]:
+    """Every value .env.example shows for a setting, live (``KEY=v``) or as an example (``# example: KEY=v``)."""
+    out: dict[str, set[str]] = {}
+    if path.exists():
+        for m in re.finditer(r"(?m)^\s*#?\s*(?:example:\s*)?([A-Z][A-Z0-9_]*)=(\S[^\n]*?)\s*$", path.read_text()):
+            out.setdefault(m.group(1), set()).add(m.group(2))
+    return out
+
+
 @dataclass(frozen=True)
 class Settings:
+    prelabel_env: str = "development"  # production: refuse to start without credentials or with example values
     # storage and queue
     instance_path: str = "instance"
     database_url: str = ""  # default: sqlite file in instance_path
@@ -61,6 +79,8 @@ class Settings:
     webhook_password: str = ""
     api_token: str = ""  # when set, reading /api/v1 needs "Authorization: Bearer <API_TOKEN>"
     admin_token: str = ""  # calls that change state (retrain, promote, retry) need it; empty = refused
+    max_body_bytes: int = 1 << 20  # larger request bodies are refused with 413 (tagtog webhooks, API)
+    labelstudio_max_body_bytes: int = 64 << 20  # Label Studio's TASKS_CREATED carries every imported task
     ignore_api_source: bool = True  # ignore saves made through the API (prelabel's own uploads): no loop
     # tagtog
     tagtog_base_url: str = "http://127.0.0.1:8090"
@@ -164,6 +184,32 @@ class Settings:
                     "timeout": self.labelstudio_timeout, "retries": self.labelstudio_retries}
         raise ValueError(f"unknown platform {platform!r}")
 
+    def required_secrets(self) -> dict[str, int]:
+        """Setting -> minimum length, for the credentials production mode needs with this configuration."""
+        need = {name: MIN_SECRET_CHARS for name in _OWN_SECRETS}
+        if self.tagtog_projects:
+            need |= {"webhook_username": 1, "webhook_password": MIN_SECRET_CHARS, "tagtog_username": 1,
+                     "tagtog_password": 1}
+        if self.labelstudio_projects:
+            need |= {"labelstudio_webhook_secret": MIN_SECRET_CHARS, "labelstudio_token": 1,
+                     "ml_basic_auth_user": 1, "ml_basic_auth_pass": MIN_SECRET_CHARS}
+        return need
+
+    def production_problems(self, examples: Mapping[str, set[str]] | None = None) -> list[str]:
+        """What keeps these settings from production: missing, short or example credentials (names only: the
+        values are never repeated)."""
+        examples = example_values() if examples is None else examples
+        problems = []
+        for name, min_len in self.required_secrets().items():
+            value, key = str(getattr(self, name)), name.upper()
+            if not value:
+                problems.append(f"{key} is not set")
+            elif value in examples.get(key, set()) or value.lower() in _WEAK:
+                problems.append(f"{key} is an example value (from .env.example or a well-known one)")
+            elif len(value) < min_len:
+                problems.append(f"{key} is shorter than {min_len} characters")
+        return problems
+
     def with_(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
 
@@ -228,6 +274,12 @@ class Settings:
                 check_checkpoint(s.bert_checkpoint or default_checkpoint())
             except ValueError as exc:
                 raise ValueError(f"setting BERT_CHECKPOINT: {exc}") from None
+        if s.prelabel_env not in ("development", "production"):
+            raise ValueError("setting PRELABEL_ENV must be development or production")
+        if s.max_body_bytes < 1024 or s.labelstudio_max_body_bytes < 1024:
+            raise ValueError("settings MAX_BODY_BYTES and LABELSTUDIO_MAX_BODY_BYTES must be at least 1024")
+        if s.prelabel_env == "production" and (problems := s.production_problems()):
+            raise ValueError("PRELABEL_ENV=production refuses to start: " + "; ".join(problems))
         if s.log_format not in ("text", "json"):
             raise ValueError("setting LOG_FORMAT must be text or json")
         if s.al_strategy not in STRATEGIES:

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 
-from api import ApiError, register_json_errors
+from api import ApiError, harden, require_json
 from config import LABELSTUDIO_OWNER, Settings
 from formats.labelstudio import (FormatError, build_prediction, model_version_name, parse_label_config,
                                  parse_predict_request, parse_project_ref, task_text)
@@ -102,7 +102,8 @@ def _require_basic() -> None:
 
 
 def _json() -> Mapping[str, Any]:
-    body = request.get_json(silent=True)
+    require_json()
+    body = request.get_json()
     if not isinstance(body, Mapping):
         raise ApiError(400, "the body must be a JSON object")
     return body
@@ -183,6 +184,7 @@ def webhook() -> Any:
     secret = bool(s.labelstudio_webhook_secret) and secret_ok(request.headers, s)
     if configured and not (basic or secret):
         raise ApiError(401, "webhook credentials missing or wrong (HTTP Basic or the secret header)")
+    require_json()
     try:
         answer, status = receive_labelstudio(request.get_data(cache=False), _store(),
                                              current_app.extensions["prelabel.enqueue"])
@@ -208,7 +210,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     setup_logging(settings.log_level, settings.log_format)
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = 64 << 20  # a predict batch carries every selected task
     store = Store(settings.db_url).prepare(settings.projects)
     app.extensions["prelabel.settings"] = settings
     app.extensions["prelabel.store"] = store
@@ -218,6 +219,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["prelabel.enqueue"] = jobs.enqueue_event
     app.register_blueprint(bp)
 
-    register_json_errors(app, "internal error in prelabel's ML backend; see its log")
-
+    # a predict batch carries every selected task: Label Studio's body limit, not the API's
+    harden(app, settings.labelstudio_max_body_bytes, "internal error in prelabel's ML backend; see its log")
     return app

@@ -6,11 +6,13 @@ See shared/docs/labelstudio.md §3 (webhooks) and §4 (ML-backend protocol). pre
 """
 from __future__ import annotations
 
-import json
-import xml.etree.ElementTree as ET  # noqa: N817 - expat >= 2.4 refuses entity expansion attacks
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+import defusedxml.ElementTree as ET  # noqa: N817 - refuses DTDs, entity expansion and external entities
+from defusedxml import DefusedXmlException
+
+from .strictjson import loads
 from .tagtog import FormatError
 
 ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "TASKS_CREATED", "PROJECT_UPDATED",
@@ -40,6 +42,8 @@ def parse_label_config(xml: str, control: str = "") -> LabelConfig:
         root = ET.fromstring(xml)
     except ET.ParseError as exc:
         raise FormatError(f"label config is not valid XML: {exc}") from None
+    except DefusedXmlException as exc:
+        raise FormatError(f"label config refused ({type(exc).__name__}): DTDs and entities are not allowed") from None
     all_choices = [e for e in root.iter() if e.tag == "Choices"]
     if not all_choices:
         raise FormatError("label config has no <Choices> control: prelabel classifies whole texts")
@@ -110,10 +114,7 @@ def parse_project_ref(v: Any) -> int:
 def parse_webhook(body: bytes | str | Mapping[str, Any]) -> Webhook:
     """A Label Studio webhook body. Unknown actions parse (the caller ignores them); known ones are checked."""
     if isinstance(body, (bytes, str)):
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise FormatError(f"webhook body is not JSON: {exc}") from None
+        data = loads(body, "webhook body")
     else:
         data = body
     data = _obj(data, "webhook body")

@@ -97,10 +97,9 @@ def _parse_confidence(raw: Any, where: str) -> Confidence:
 def parse_annjson(data: str | bytes | Mapping[str, Any]) -> AnnDoc:
     """Parse an ann.json document (text or already-decoded JSON)."""
     if isinstance(data, (str, bytes)):
-        try:
-            data = json.loads(data)
-        except ValueError as exc:
-            raise FormatError(f"ann.json is not valid JSON: {exc}") from None
+        from .strictjson import loads  # noqa: PLC0415 - strictjson imports FormatError from here
+
+        data = loads(data, "ann.json")
     if not isinstance(data, Mapping):
         raise FormatError("ann.json must be a JSON object")
     metas_raw = data.get("metas", {})
@@ -325,10 +324,12 @@ class WebhookPayload:
 
 def parse_webhook(headers: Mapping[str, str], body: bytes) -> WebhookPayload:
     """Validate a webhook body and headers; raises FormatError naming what is wrong."""
+    from .strictjson import loads  # noqa: PLC0415 - strictjson imports FormatError from here
+
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise FormatError("body must be JSON with owner, project and tagtogID (webhook format 'tagtogID')") from None
+        data = loads(body, "body")
+    except FormatError as exc:
+        raise FormatError(f"{exc} (expected JSON with owner, project and tagtogID: webhook format 'tagtogID')") from None
     if not isinstance(data, dict):
         raise FormatError("body must be a JSON object")
     docid = data.get("tagtogID") or data.get("docid")

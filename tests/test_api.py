@@ -43,11 +43,12 @@ def test_versions_and_full_metrics(trained):
 
 def test_download_is_one_archive(trained):
     c, *_ = trained
-    r = c.get("/api/v1/projects/1/versions/1/download")
+    assert c.get("/api/v1/projects/1/versions/1/download").status_code == 401  # admin only: a model leaks data
+    r = c.get("/api/v1/projects/1/versions/1/download", headers=ADMIN)
     assert r.status_code == 200 and r.mimetype == "application/zip"
     names = set(zipfile.ZipFile(io.BytesIO(r.data)).namelist())
     assert {"v1/model.h5", "v1/vocab.json", "v1/meta.json"} <= names
-    assert c.get("/api/v1/projects/1/versions/9/download").status_code == 404
+    assert c.get("/api/v1/projects/1/versions/9/download", headers=ADMIN).status_code == 404
 
 
 def test_promote_and_retrain_need_admin_and_rollback(trained):
@@ -61,6 +62,17 @@ def test_promote_and_retrain_need_admin_and_rollback(trained):
     assert c.post(f"/api/v1/projects/{pid}/versions/42/promote", headers=ADMIN).status_code == 404
     assert c.post(f"/api/v1/projects/{pid}/retrain", headers=ADMIN).status_code == 202 and calls["retrain"] == [pid]
     assert c.post("/api/v1/projects/77/retrain", headers=ADMIN).status_code == 404
+    # rollback: back to the previous champion, and refused when there is none
+    assert c.post(f"/api/v1/projects/{pid}/versions/2/promote", headers=ADMIN).status_code == 200
+    assert c.post(f"/api/v1/projects/{pid}/rollback").status_code == 401
+    r = c.post(f"/api/v1/projects/{pid}/rollback", headers=ADMIN)
+    assert r.status_code == 200 and r.json["version"] == 1 and r.json["reason"] == "rollback from v2"
+    r = c.post(f"/api/v1/projects/{pid}/rollback", headers=ADMIN)
+    assert r.status_code == 409 and "no earlier champion" in r.json["error"]
+    r = c.post(f"/api/v1/projects/{pid}/versions/1/promote", headers=ADMIN, data="{", content_type="application/json")
+    assert r.status_code == 400 and "not valid JSON" in r.json["error"]
+    r = c.post(f"/api/v1/projects/{pid}/versions/1/promote", headers=ADMIN, data="x", content_type="text/plain")
+    assert r.status_code == 415
 
 
 @pytest.mark.parametrize("strategy", ["least_confidence", "entropy", "margin", "random", "deterministic"])

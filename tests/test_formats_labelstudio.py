@@ -42,7 +42,7 @@ def test_recorded_samples_hold_no_secrets() -> None:
 
 
 @pytest.mark.parametrize("body, message", [
-    (b"not json", "not JSON"),
+    (b"not json", "not valid JSON"),
     (b"[]", "must be an object"),
     (b'{"project": {"id": 1}}', "no action"),
     (b'{"action": "ANNOTATION_CREATED"}', "no project"),
@@ -94,7 +94,7 @@ def test_label_config_picks_the_named_control() -> None:
      "at least two"),
     ('<View><Text name="t" value="$x"/><Choices name="c" toName="t"><Choice value="a"/><Choice value="a"/>'
      '</Choices></View>', "repeats"),
-    ('<!DOCTYPE v [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><View>&b;</View>', "no <Choices>"),
+    ('<!DOCTYPE v [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><View>&b;</View>', "DTDs and entities are not allowed"),
 ])
 def test_bad_label_configs(xml: str, message: str) -> None:
     with pytest.raises(FormatError, match=message):

@@ -100,7 +100,7 @@ def test_wrong_secret_is_refused_and_nothing_stored(client, enqueued, headers, s
 
 
 @pytest.mark.parametrize("body, kw, status, message", [
-    (b"{", {}, 400, "not JSON"),
+    (b"{", {}, 400, "not valid JSON"),
     (b'{"action": "ANNOTATION_CREATED", "project": {"id": 2}}', {}, 400, "annotation must be an object"),
     (b"{}", {"content_type": "text/plain"}, 415, "JSON"),
     (b'{"action": "ANNOTATION_CREATED", "project": {"id": 99}, "annotation": {"id": 1, "result": []}, '
