@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request, send_file
+from flask import Blueprint, Request, current_app, jsonify, request, send_file
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy import select
 
@@ -44,9 +44,16 @@ class StrictJSONProvider(DefaultJSONProvider):
         return strictjson.loads(s, "the JSON body")
 
 
+class StrictRequest(Request):
+    def on_json_loading_failed(self, e: ValueError | None) -> Any:
+        # Flask hides the reason outside debug mode; the sender needs it (it names no secret)
+        raise ApiError(400, str(e) if e is not None else "the body is not JSON")
+
+
 def harden(app: Any, max_body_bytes: int, internal: str = "internal error; see the server log") -> None:
     """What every prelabel Flask app shares: strict JSON in, a body size limit (413), JSON errors out."""
     app.json = StrictJSONProvider(app)
+    app.request_class = StrictRequest
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.config["MAX_FORM_MEMORY_SIZE"] = max_body_bytes
     register_json_errors(app, internal)

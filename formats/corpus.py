@@ -12,7 +12,10 @@ def parse_corpus(data: bytes, filename: str, text_column: str = "text") -> list[
     """The non-empty texts of a corpus file, in file order."""
     name = filename.lower()
     if name.endswith(".txt"):
-        texts = data.decode("utf-8").splitlines()
+        try:
+            texts = data.decode("utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise FormatError(f"{filename}: not valid UTF-8 (byte {exc.start})") from None
     elif name.endswith(".csv"):
         try:
             df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)

@@ -262,7 +262,10 @@ class _PartsParser(HTMLParser):
 def parse_plain_html(text: str | bytes) -> PlainHtml:
     """Parse a tagtog plain.html into its docid and (part id, text) pairs."""
     if isinstance(text, bytes):
-        text = text.decode("utf-8")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FormatError(f"plain.html is not valid UTF-8 (byte {exc.start})") from None
     p = _PartsParser()
     try:
         p.feed(text)
