@@ -167,6 +167,8 @@ def download(project_id: int, version: int) -> Any:
     v = _store().get_version(project_id, version)
     if v is None:
         raise ApiError(404, f"project {project_id} has no version {version}")
+    if not v["path"]:  # a failed or interrupted version: no files (and Path("") would be the server's folder)
+        raise ApiError(409, f"version {version} has no files (status {v['status']}: {v.get('reason') or ''})"[:300])
     folder = Path(v["path"])
     if not folder.is_dir():
         raise ApiError(410, f"the files of version {version} are gone from the server")
@@ -215,6 +217,8 @@ def promote(project_id: int, version: int) -> Any:
         v = _store().promote(project_id, version, reason)
     except KeyError as exc:
         raise ApiError(404, str(exc.args[0])) from None
+    except ValueError as exc:
+        raise ApiError(409, str(exc)) from None
     current_app.extensions["prelabel.refresh"](project_id)
     return jsonify(v), 200
 

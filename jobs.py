@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
+import shutil
 import socket
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,7 +49,9 @@ huey = make_huey(SETTINGS)
 #     huey_consumer jobs.huey_bert -w 1
 huey_bert = make_huey(SETTINGS, "prelabel-bert")
 OWN_QUEUE = ("bert",)
-WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"  # in training_runs: which worker trained
+# in training_runs: which worker trained (host:pid:incarnation; a restarted container may reuse host and pid)
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+STALE_RUN_S = 6 * 3600  # a run of a worker on another machine, unfinished this long, is taken as interrupted
 _loop: Any = None
 
 
@@ -71,6 +77,7 @@ def warm_up() -> None:
 
     setup_logging(SETTINGS.log_level, SETTINGS.log_format)
     get_loop()
+    recover_interrupted()
     if SETTINGS.worker_warm_up:
         from model.rnn import _keras  # noqa: PLC0415
 
@@ -138,7 +145,8 @@ def retrain(project_id: int) -> str:
                             if result.status == "champion":
                                 loop.score_pool(project_id, result.champion_id)
                             loop.prelabel(project_id, result.champion_id)  # pre-labels come from the champion
-                    except Exception:
+                    except Exception as exc:
+                        outcome = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                         loop.store.request_retrain(project_id)  # keep the request; Huey retries this task
                         raise
                     finally:
@@ -212,12 +220,57 @@ def cross_validate(project_id: int, folds: int) -> str:
     return f"macro F1 {r['f1_macro_mean']:.3f} +/- {r['f1_macro_std']:.3f}"
 
 
-@huey.periodic_task(crontab(minute="*"))
-def sweep() -> None:
-    """Nothing accepted is lost: re-enqueue events whose enqueue went missing, and retrains nobody runs."""
+def worker_dead(worker: str, started_at: datetime) -> bool:
+    """Whether the worker of an unfinished training run is gone: on this machine, its process no longer exists
+    (or its pid now belongs to another incarnation); on another machine, the run is older than STALE_RUN_S."""
+    host, _, rest = worker.partition(":")
+    pid, _, _token = rest.partition(":")
+    if host != socket.gethostname():
+        from storage import utcnow  # noqa: PLC0415
+
+        return (utcnow() - started_at).total_seconds() > STALE_RUN_S
+    if worker == WORKER_ID:
+        return False
+    if pid == str(os.getpid()):  # this pid, another incarnation (a restarted container)
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
+
+
+def recover_interrupted() -> list[int]:
+    """Resume what a killed worker left: its unfinished runs are closed as interrupted, their retrain request
+    restored and their project lock released, then the retrain is queued. Staging folders of model versions it
+    was writing (``.vN.*``, never visible as versions) are removed."""
     from storage import Project  # noqa: PLC0415
 
     loop = get_loop()
+    projects = loop.store.recover_runs(worker_dead)
+    with loop.store.session() as s:
+        interrupted = {s.get(Project, p).slug for p in projects}
+    cutoff = time.time() - 3600  # elsewhere, another worker may be writing a fresh one right now
+    for staging in loop.settings.models_path.glob("*/.v*"):
+        if staging.is_dir() and (staging.parent.name in interrupted or staging.stat().st_mtime < cutoff):
+            shutil.rmtree(staging, ignore_errors=True)
+    for project_id in projects:  # after the clean-up: the resumed run writes new staging folders
+        logger.warning("project %d: the training run of a stopped worker was interrupted; resuming it", project_id)
+        huey.lock_task(f"retrain-{project_id}").clear()
+        retrain(project_id)
+    return projects
+
+
+@huey.periodic_task(crontab(minute="*"))
+def sweep() -> None:
+    """Nothing accepted is lost: re-enqueue events whose enqueue went missing, and retrains nobody runs; resume
+    runs whose worker died."""
+    from storage import Project  # noqa: PLC0415
+
+    loop = get_loop()
+    recover_interrupted()
     for event_id in loop.store.stale_events(older_than_s=600, stuck_processing_s=1800):
         process_event(event_id)
     with loop.store.session() as s:

@@ -32,6 +32,11 @@ from storage import (Document, Event, Label, ModelVersion, Project, Store, Uploa
 logger = logging.getLogger(__name__)
 
 
+class ModelWriteError(RuntimeError):
+    """A trained version could not be written (disk full, database locked): nothing of it is visible, the
+    champion is unchanged, and the message says what failed."""
+
+
 class EventRejected(Exception):
     """The event's document cannot be used as it is (unknown label id, wrong value type): the event fails
     with this message; nothing else is affected."""
@@ -527,6 +532,7 @@ class Loop:
         from model.evaluate import evaluate, evaluate_multilabel, pick_best, positive_class  # noqa: PLC0415
 
         cfg = self.settings
+        self.store.fail_orphan_versions(project_id)  # rows an earlier failed write left without files
         allowed = self.allowed_classes(project_id)
         data, max_label = self._training_rows(project_id, allowed)
         with self.store.session() as s:
@@ -710,7 +716,42 @@ class Loop:
                 "trained_through_label": max_label, "train_seconds": seconds, "trained_at": utcnow().isoformat() + "Z"}
         version, version_id = self._allocate_version(project_id, clf, mode, reason, seconds)
         meta["version"] = version
-        folder = save_version(clf, self.settings.models_path / slug, f"v{version}", meta)
+        try:
+            folder = save_version(clf, self.settings.models_path / slug, f"v{version}", meta)
+        except OSError as exc:  # disk full, read-only volume...: nothing half-written stays (save_version)
+            reason = f"its files could not be written: {exc.strerror or exc}"
+            self._fail_quietly(version_id, reason)
+            raise ModelWriteError(f"project {slug}: v{version} {reason}; the champion is unchanged") from exc
+        try:
+            self._record_saved(project_id, version_id, folder, clf, mode, status, metrics, test_metrics, history,
+                               multilabel, label_type, train, val, max_label, pool)
+        except Exception as exc:  # e.g. the database is locked: the files must not outlive their row
+            shutil.rmtree(folder, ignore_errors=True)
+            self._fail_quietly(version_id, f"its record could not be written: {exc}")
+            cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error ("database is locked")
+            raise ModelWriteError(f"project {slug}: v{version} could not be recorded ({type(cause).__name__}: "
+                                  f"{str(cause).splitlines()[0][:200]}); the champion is unchanged") from exc
+        with self.store.session() as s:
+            champion_id = s.get(Project, project_id).champion_id
+        if status == "champion":
+            self.store.promote(project_id, version, reason)
+            self._models[project_id] = (version_id, clf)
+            champion_id = version_id
+        logger.info("project %s: v%d %s (%s, %s) on %d labels in %.1fs; validation %d: %s %.3f; %s", slug, version,
+                    clf.family, mode, status, len(train), seconds, len(val), self.settings.primary_metric,
+                    metrics.get(self.settings.primary_metric) or 0.0, reason)
+        return TrainResult(version_id, version, metrics, mode, status, champion_id)
+
+    def _fail_quietly(self, version_id: int, reason: str) -> None:
+        try:
+            self.store.fail_version(version_id, reason)
+        except Exception:  # the database itself may be what failed; the next run's recovery marks the row
+            logger.warning("could not mark version row %d failed (%s)", version_id, reason)
+
+    def _record_saved(self, project_id: int, version_id: int, folder: Path, clf: Any, mode: str, status: str,
+                      metrics: dict[str, Any], test_metrics: dict[str, Any], history: Any, multilabel: bool,
+                      label_type: str | None, train: list[Any], val: list[Any], max_label: int,
+                      pool: list[Any]) -> None:
         with self.store.session() as s:
             mv = s.get(ModelVersion, version_id)
             mv.path, mv.params, mv.metrics, mv.test_metrics, mv.history = (str(folder), clf.get_params(), metrics,
@@ -724,15 +765,6 @@ class Loop:
                 p.labels_at_full_fit = len(pool)
             if status == "rejected":
                 mv.status = "rejected"
-            champion_id = p.champion_id
-        if status == "champion":
-            self.store.promote(project_id, version, reason)
-            self._models[project_id] = (version_id, clf)
-            champion_id = version_id
-        logger.info("project %s: v%d %s (%s, %s) on %d labels in %.1fs; validation %d: %s %.3f; %s", slug, version,
-                    clf.family, mode, status, len(train), seconds, len(val), self.settings.primary_metric,
-                    metrics.get(self.settings.primary_metric) or 0.0, reason)
-        return TrainResult(version_id, version, metrics, mode, status, champion_id)
 
     def cross_validate(self, project_id: int, folds: int = 10, max_labels: int = 3000) -> dict[str, Any]:
         """k-fold cross-validation of the champion's configuration on every train + validation label (never the

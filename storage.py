@@ -9,7 +9,7 @@ import json
 import logging
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine,
                         event, func, select, update)
@@ -156,7 +156,8 @@ class ModelVersion(Base):
     n_holdout: Mapped[int] = mapped_column(Integer, default=0)
     train_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    status: Mapped[str | None] = mapped_column(String(16), default="candidate")  # candidate|champion|rejected|retired
+    # candidate|champion|rejected|retired, or failed: its files could not be written (the reason says why)
+    status: Mapped[str | None] = mapped_column(String(16), default="candidate")
     reason: Mapped[str | None] = mapped_column(Text, default="")
     test_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=dict)
     history: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=dict)  # loss per epoch, train and validation
@@ -210,7 +211,8 @@ def _iso(d: datetime | None) -> str | None:
 class Store:
     """Owns the engine and sessions. One per process."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, busy_timeout_s: float = 30.0) -> None:
+        """``busy_timeout_s``: how long a SQLite write waits for a lock held elsewhere before it fails."""
         self.url = url
         kwargs: dict[str, Any] = {"echo": echo}
         if url.startswith("sqlite"):
@@ -221,10 +223,10 @@ class Store:
             db = make_url(url).database
             if db and db != ":memory:":
                 Path(db).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+            kwargs["connect_args"] = {"timeout": busy_timeout_s, "check_same_thread": False}
         self.engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", lambda conn, rec: _sqlite_pragmas(conn, rec, busy_timeout_s))
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
 
     def create_all(self) -> None:
@@ -398,6 +400,44 @@ class Store:
             s.execute(update(TrainingRun).where(TrainingRun.id == run_id)
                       .values(finished_at=utcnow(), outcome=outcome[:200]))
 
+    def recover_runs(self, is_dead: Callable[[str, datetime], bool]) -> list[int]:
+        """Close the unfinished training runs whose worker ``is_dead(worker, started_at)`` (killed mid-run): the
+        run is marked interrupted, the project's retrain request restored (so the work resumes) and the version row
+        the run had allocated but not yet filled is marked failed. Returns the projects to retrain."""
+        out = []
+        with self.session() as s:
+            for run in s.scalars(select(TrainingRun).where(TrainingRun.finished_at.is_(None))).all():
+                if not is_dead(run.worker, run.started_at):
+                    continue
+                run.finished_at, run.outcome = utcnow(), f"interrupted: worker {run.worker} stopped during the run"
+                p = s.get(Project, run.project_id)
+                p.retrain_requested, p.training_since = True, None
+                for mv in s.scalars(select(ModelVersion).where(
+                        ModelVersion.project_id == run.project_id, ModelVersion.path == "",
+                        ModelVersion.status == "candidate", ModelVersion.created_at >= run.started_at)):
+                    mv.status, mv.reason = "failed", "interrupted before its files were saved (the worker stopped)"
+                out.append(run.project_id)
+        return sorted(set(out))
+
+    def fail_orphan_versions(self, project_id: int, older_than_s: float = 60.0) -> int:
+        """Version rows allocated but never given files (their run failed to write or record them, and the database
+        refused even the failure note), older than ``older_than_s`` (a save in progress is seconds old): failed."""
+        from datetime import timedelta  # noqa: PLC0415
+
+        with self.session() as s:
+            rows = s.execute(update(ModelVersion).where(
+                ModelVersion.project_id == project_id, ModelVersion.path == "", ModelVersion.status == "candidate",
+                ModelVersion.created_at < utcnow() - timedelta(seconds=older_than_s))
+                .values(status="failed", reason="its files or record could not be written (see the training run)")
+                .returning(ModelVersion.id)).all()
+        return len(rows)
+
+    def fail_version(self, version_id: int, reason: str) -> None:
+        """A version whose files could not be written: never champion, never downloadable; the reason says why."""
+        with self.session() as s:
+            s.execute(update(ModelVersion).where(ModelVersion.id == version_id, ModelVersion.path == "")
+                      .values(status="failed", reason=reason[:1000]))
+
     def set_training(self, project_id: int, running: bool) -> None:
         with self.session() as s:
             s.execute(update(Project).where(Project.id == project_id)
@@ -454,6 +494,8 @@ class Store:
             mv = s.scalar(select(ModelVersion).filter_by(project_id=project_id, version=version))
             if mv is None:
                 raise KeyError(f"project {project_id} has no version {version}")
+            if not mv.path:
+                raise ValueError(f"version {version} has no model files (status {mv.status}); it cannot serve")
             p = s.get(Project, project_id)
             if p.champion_id and p.champion_id != mv.id:
                 old = s.get(ModelVersion, p.champion_id)
@@ -486,11 +528,11 @@ def _insert(engine: Any) -> Any:
     return insert
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any, busy_timeout_s: float = 30.0) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer: web and worker share the file
     cur.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes; WAL keeps it consistent
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
