@@ -3,15 +3,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import AuthError, NotFound, PlatformError, PlatformUnavailable
+from .errors import AuthError, MalformedAnswer, NotFound, PlatformError, PlatformUnavailable
 from .labelstudio import LabelStudioClient
 from .tagtog import AnndocUpload, LabelDef, SearchHit, TagtogClient
 
 CLIENTS: dict[str, type] = {"tagtog": TagtogClient, "labelstudio": LabelStudioClient}
 LOCAL = "local"  # a project with no platform (scripts.cli import/train/export): no client, nothing to upload
 
-__all__ = ["CLIENTS", "LOCAL", "AnndocUpload", "AuthError", "LabelDef", "LabelStudioClient", "NotFound", "PlatformError", "PlatformUnavailable",
-           "SearchHit", "TagtogClient", "make_client"]
+__all__ = ["CLIENTS", "LOCAL", "AnndocUpload", "AuthError", "LabelDef", "LabelStudioClient", "MalformedAnswer",
+           "NotFound", "PlatformError", "PlatformUnavailable", "SearchHit", "TagtogClient", "make_client"]
 
 
 def make_client(platform: str, **kwargs: Any) -> Any:

@@ -1,6 +1,8 @@
 """Errors raised by annotation-platform clients. Messages carry ids and statuses, never credentials."""
 from __future__ import annotations
 
+from typing import Any
+
 
 class PlatformError(Exception):
     """The platform answered with an error status (4xx); retrying the same call will not help."""
@@ -21,3 +23,16 @@ class AuthError(PlatformError):
 
 class PlatformUnavailable(Exception):
     """The platform could not be reached, or kept answering 5xx, after all retries: try again later."""
+
+
+class MalformedAnswer(PlatformError):
+    """The platform answered 2xx with a body that is not the JSON it documents (cut off, HTML, garbage)."""
+
+
+def json_of(r: Any, what: str) -> Any:
+    """``r.json()``, or MalformedAnswer naming the call: the event fails with the reason instead of an internal
+    error. The body is not repeated (it may hold anything)."""
+    try:
+        return r.json()
+    except ValueError as exc:
+        raise MalformedAnswer(r.status_code, f"{what}: the answer is not valid JSON ({exc})") from None

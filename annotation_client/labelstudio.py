@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import requests
 
-from .errors import AuthError, NotFound, PlatformError
+from .errors import AuthError, NotFound, PlatformError, json_of
 from .transport import send
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class LabelStudioClient:
                                                    "(POST /api/token/refresh/)", r.text)
                 if r.status_code >= 400:
                     raise PlatformError(r.status_code, "Label Studio token refresh failed", r.text)
-                access = r.json().get("access", "")
+                access = json_of(r, "Label Studio token refresh").get("access", "")
                 self._access = (access, _jwt_expiry(access) or time.time() + 240)
             return f"Bearer {self._access[0]}"
 
@@ -88,24 +88,26 @@ class LabelStudioClient:
 
     # -- reads
     def get_project(self, project_id: int) -> dict[str, Any]:
-        return self._request("GET", f"/api/projects/{int(project_id)}/").json()
+        return json_of(self._request("GET", f"/api/projects/{int(project_id)}/"),
+                       f"Label Studio project {int(project_id)}")
 
     def get_task(self, task_id: int) -> dict[str, Any]:
         """A task with its annotations (``completed_by`` is an object here, an id in exports)."""
-        return self._request("GET", f"/api/tasks/{int(task_id)}/").json()
+        return json_of(self._request("GET", f"/api/tasks/{int(task_id)}/"), f"Label Studio task {int(task_id)}")
 
     def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
         """Every task of the project with its annotations, labelled or not (the export API, in one call)."""
         r = self._request("GET", f"/api/projects/{int(project_id)}/export",
                           params={"exportType": "JSON", "download_all_tasks": "true"})
-        tasks = r.json()
+        tasks = json_of(r, f"Label Studio export of project {int(project_id)}")
         if not isinstance(tasks, list):
             raise PlatformError(r.status_code, f"Label Studio export of project {project_id} is not a list")
         return tasks
 
     def model_versions(self, project_id: int) -> dict[str, int]:
         """Model versions with predictions in the project, and how many each has."""
-        return self._request("GET", f"/api/projects/{int(project_id)}/model-versions/").json()
+        return json_of(self._request("GET", f"/api/projects/{int(project_id)}/model-versions/"),
+                       "Label Studio model versions")
 
     # -- writes
     def create_predictions(self, project_id: int, predictions: Sequence[dict[str, Any]]) -> int:
@@ -115,7 +117,7 @@ class LabelStudioClient:
             return 0
         r = self._request("POST", f"/api/projects/{int(project_id)}/import/predictions", json=list(predictions),
                           idempotent=False)
-        return int(r.json().get("created", len(predictions)))
+        return int(json_of(r, "Label Studio predictions import").get("created", len(predictions)))
 
     def set_model_version(self, project_id: int, model_version: str) -> None:
         """Select the model version whose predictions the UI shows (it must already have predictions)."""

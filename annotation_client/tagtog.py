@@ -13,7 +13,7 @@ import requests
 
 from formats.tagtog import AnnDoc, dump_annjson, parse_annjson, parse_plain_html
 
-from .errors import AuthError, NotFound, PlatformError
+from .errors import AuthError, NotFound, PlatformError, json_of
 from .transport import send
 
 logger = logging.getLogger(__name__)
@@ -95,13 +95,13 @@ class TagtogClient:
 
     def get_legend(self, owner: str, project: str) -> dict[str, str]:
         r = self._request("GET", "/-api/settings/v1/annotationsLegend", {"owner": owner, "project": project})
-        return {k: v for k, v in r.json().items() if isinstance(v, str)}
+        return {k: v for k, v in json_of(r, "tagtog settings").items() if isinstance(v, str)}
 
     def get_label_defs(self, owner: str, project: str) -> list[LabelDef]:
         """Document labels with their types, from the settings export; falls back to the legend (no types)."""
         try:
             r = self._request("GET", "/-api/settings/v1/export", {"owner": owner, "project": project})
-            metas = r.json().get("metas", [])
+            metas = json_of(r, "tagtog annotations legend").get("metas", [])
             return [LabelDef(m["id"], m["name"], m.get("type"),
                              tuple(o.strip() for o in (m.get("description") or "").split(",") if o.strip())
                              if m.get("type") == "enum" else ()) for m in metas]
@@ -115,7 +115,7 @@ class TagtogClient:
         """Every document matching ``query``, following pagination until ``pages.next == -1``."""
         page = 0
         while True:
-            body = self._docs("GET", owner, project, search=query, output="search", page=page).json()
+            body = json_of(self._docs("GET", owner, project, search=query, output="search", page=page), "tagtog search")
             for d in body.get("docs", []):
                 yield SearchHit(d["id"], d.get("filename", ""), d.get("folder", ""), bool(d.get("anncomplete")),
                                 str(d.get("updated") or ""))
@@ -144,7 +144,7 @@ class TagtogClient:
             files.append(("files", (f"{u.docid}.plain.html", u.plain_html.encode("utf-8"))))
             files.append(("files", (f"{u.docid}.ann.json", dump_annjson(u.ann).encode("utf-8"))))
         r = self._docs("POST", owner, project, format="anndoc", output="null", member=member, files=files)
-        return list(r.json().get("items", []))
+        return list(json_of(r, "tagtog import").get("items", []))
 
     def delete(self, owner: str, project: str, docid: str) -> int:
         return int(self._docs("DELETE", owner, project, idType="tagtogID", ids=docid).text or 0)

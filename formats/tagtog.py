@@ -332,7 +332,8 @@ def parse_webhook(headers: Mapping[str, str], body: bytes) -> WebhookPayload:
     try:
         data = loads(body, "body")
     except FormatError as exc:
-        raise FormatError(f"{exc} (expected JSON with owner, project and tagtogID: webhook format 'tagtogID')") from None
+        raise FormatError(f"{exc} (expected JSON with owner, project and tagtogID: webhook format "
+                          "'tagtogID')") from None
     if not isinstance(data, dict):
         raise FormatError("body must be a JSON object")
     docid = data.get("tagtogID") or data.get("docid")

@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kinds", default=",".join(KINDS), help="faults to pick from: 500,503,timeout (default all)")
     ap.add_argument("--timeout-s", type=float, default=5.0, help="a timeout fault holds the call this long")
     ap.add_argument("--delay-s", type=float, default=0.0, help="delay added to every call (a slow platform)")
-    ap.add_argument("--malform", default="", help="regex of paths (with the query string) whose JSON answers are cut in half")
+    ap.add_argument("--malform", default="",
+                    help="regex of paths (with the query string) whose JSON answers are cut in half")
     ap.add_argument("--seed", type=int, default=None)
     args = ap.parse_args(argv)
     logging.basicConfig(level="INFO")

@@ -24,7 +24,8 @@ def run(*args):
 @pytest.mark.parametrize("mod", ["scripts.train", "scripts.evaluate", "scripts.demo", "scripts.csv_to_tagtog",
                                  "emulator.tagtog", "bench.quality", "bench.freshness", "bench.webhooks",
                                  "scripts.labelstudio_server", "bench.labelstudio", "bench.families", "scripts.cli",
-                                 "scripts.servers", "bench.scaleout"])
+                                 "scripts.servers", "bench.scaleout", "bench.faults", "bench.fuzz",
+                                 "scripts.faultproxy"])
 def test_help(mod):
     r = run(mod, "--help")
     assert r.returncode == 0 and "usage:" in r.stdout

@@ -242,3 +242,33 @@ def test_multilabel_project(world):
     for res in r.json()["results"]:
         assert res["model_version"] == f"prelabel-v{summary['champion']['version']}"
         assert all(set(x["value"]["choices"]) <= set(EMOTIONS) for x in res["result"])
+
+
+def test_malformed_task_json_fails_only_that_event_with_the_reason(world, tmp_path):
+    """Label Studio answers a task with a body cut in half (scripts/faultproxy.py in front of the real server):
+    the event fails with the reason; the other tasks of the same batch are stored."""
+    import jobs
+    from config import ProjectSpec, Settings
+    from scripts.faultproxy import Faults, FaultProxy
+    from storage import Store
+
+    bad, good = unlabelled(world)[6:8]
+    for task in (bad, good):
+        world["ls"].annotate(task["id"], ["spam"])
+    proxy = FaultProxy(world["ls"].url, Faults(malform=rf"^/api/tasks/{bad['id']}/")).start()
+    try:
+        settings = Settings(instance_path=str(tmp_path), labelstudio_url=proxy.url, labelstudio_token=TOKEN,
+                            labelstudio_retries=0, worker_warm_up=False, min_labels=100_000, retrain_every=100_000,
+                            labelstudio_projects=(ProjectSpec.parse(str(world["project"]), "labelstudio"),))
+        store = Store(settings.db_url).prepare(settings.projects)
+        jobs.configure(settings, store)
+        ids = [store.record_event(project_id=1, platform="labelstudio", doc_id=str(t["id"]), member="", source="",
+                                  kind="ANNOTATION_CREATED", dedup_key=f"malformed-{t['id']}")[0] for t in (bad, good)]
+        assert [jobs.process_event.call_local(i) for i in ids][0] == "failed"
+        failed, done = store.get_event(ids[0]), store.get_event(ids[1])
+        assert failed["state"] == "failed" and f"Label Studio task {bad['id']}: the answer is not valid JSON" in \
+            failed["error"], failed
+        assert done["state"] == "done" and done["outcome"].startswith("labelled"), done
+    finally:
+        proxy.stop()
+        jobs._loop = None  # the next user of jobs builds its loop from its own settings
