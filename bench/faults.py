@@ -226,11 +226,19 @@ def kill_9(work: Path, n: int, kills: int = 10, seed: int = 5) -> dict[str, Any]
         extra = docs[n // 2:]
         for k in range(kills):
             _confirm(stack, extra[k::kills], truth)  # new labels, so each run has something new to learn
-            requests.post(f"{stack.web_url}/api/v1/projects/1/retrain", headers=admin, timeout=10).raise_for_status()
-            deadline = time.monotonic() + 120
-            while not stack.api("/api/v1/projects/1")["training"] and time.monotonic() < deadline:
-                time.sleep(0.05)
-            time.sleep(rng.uniform(0.0, 6.0))  # somewhere in the run: fitting, scoring, saving or pre-labelling
+            with store.session() as s:  # how long a run takes here: the kill lands somewhere inside one
+                done = [r for r in s.query(TrainingRun) if r.finished_at and not r.outcome.startswith("interrupted")]
+            run_s = (done[-1].finished_at - done[-1].started_at).total_seconds() if done else 5.0
+            for _attempt in range(5):  # a run that ended before the chosen moment is asked for again
+                requests.post(f"{stack.web_url}/api/v1/projects/1/retrain", headers=admin,
+                              timeout=10).raise_for_status()
+                deadline = time.monotonic() + 120
+                while not stack.api("/api/v1/projects/1")["training"] and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                time.sleep(rng.uniform(0.02, 0.9) * run_s)  # fitting, scoring, saving or pre-labelling
+                if stack.api("/api/v1/projects/1")["training"]:
+                    break
+                stack.settle(quiet_s=1, timeout=300)
             killed_training += bool(stack.api("/api/v1/projects/1")["training"])
             worker = stack.procs.pop("worker")
             os.killpg(worker.pid, signal.SIGKILL)

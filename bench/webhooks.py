@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SMS_CSV = Path(os.environ.get("PRELABEL_SHARED", ROOT.parent / "shared")) / "data" / "sms_spam" / "sms_spam.csv"
 HEADERS = {"Content-Type": "application/json", "X-tagtog-onPushSave-source": "GUI",
            "X-tagtog-onPushSave-status": "updated"}
+logger = logging.getLogger(__name__)
 
 
 def rss_mb(pid: int) -> float:
@@ -94,6 +95,89 @@ def phase_figures(name: str, lat: np.ndarray, status: np.ndarray, seconds: float
             "other_status": {str(s): int((status == s).sum()) for s in set(status.tolist()) if s != 202}}
 
 
+def run(work: Path, burst: int = 10_000, rate: float = 200.0, seconds: float = 60.0, connections: int = 16,
+        drain: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Send the burst, then the sustained phase, then (``drain``) let one worker empty the queue. Returns the
+    per-phase figures and the summary: acknowledged, stored, processed, lost, processed twice, 5xx."""
+    from emulator.export import write_export  # noqa: PLC0415
+    from storage import Document, Event, Label, Store  # noqa: PLC0415
+
+    n_sustained = int(rate * seconds)
+    n = burst + n_sustained
+    sms = pd.read_csv(SMS_CSV, keep_default_na=False)
+    docids = write_export(work / "export", ((f"m{i}.txt", sms.text[i % len(sms)], sms.label[i % len(sms)] == "spam")
+                                            for i in range(n)), "isSpam")
+    # the web process is measured alone first (the queue fills); a worker drains it afterwards
+    stack = Stack(work, work / "export", start_worker=False, settings={
+        "LOG_LEVEL": "WARNING", "MIN_LABELS": "100000000", "SYNC_INTERVAL_S": "86400",
+        "RECONCILE_INTERVAL_S": "86400", "WORKER_WARM_UP": "false"})
+    auth = "Basic " + b64encode(":".join(stack.hook_auth).encode()).decode()
+    rows: list[dict[str, Any]] = []
+    peak = [0.0]
+    with stack:
+        web_pid = stack.procs["web"].pid
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], rss_mb(web_pid))
+                time.sleep(0.5)
+
+        threading.Thread(target=sample, daemon=True).start()
+        statuses = []
+        if burst:
+            t = time.monotonic()
+            lat, st = send(stack.web_port, auth, docids[:burst], connections, None)
+            rows.append(phase_figures(f"burst of {burst}", lat, st, time.monotonic() - t))
+            statuses.append(st)
+            logger.info("%s", json.dumps(rows[-1]))
+        if n_sustained:
+            t = time.monotonic()
+            lat, st = send(stack.web_port, auth, docids[burst:], connections, rate)
+            rows.append(phase_figures(f"{rate:.0f}/s for {seconds:.0f} s", lat, st, time.monotonic() - t))
+            statuses.append(st)
+            logger.info("%s", json.dumps(rows[-1]))
+        done.set()
+        rss_end = rss_mb(web_pid)
+        status = np.concatenate(statuses) if statuses else np.zeros(0, dtype=int)
+        acked_ids = {d for d, st in zip(docids, status.tolist()) if st == 202}
+        store = Store(f"sqlite:///{work / 'instance' / 'prelabel.db'}")
+        figures: dict[str, Any] = {}
+        if drain:
+            t = time.monotonic()
+            stack.start_workers()
+            while True:
+                with store.session() as s:
+                    states = Counter(e.state for e in s.query(Event.state))
+                if not states["queued"] and not states["processing"]:
+                    break
+                if time.monotonic() - t > 3600:
+                    break
+                time.sleep(1.0)
+            figures = {"drain_seconds": round(time.monotonic() - t, 1),
+                       "drain_events_per_s": round(sum(states.values()) / (time.monotonic() - t), 1)}
+        with store.session() as s:
+            events = s.query(Event.doc_id, Event.state, Event.attempts).all()
+            labels = Counter(pid for (pid,) in s.query(Document.platform_id)
+                             .join(Label, Label.document_id == Document.id))
+        store.engine.dispose()
+    states = Counter(e.state for e in events)
+    event_docs = Counter(e.doc_id for e in events)
+    processed = states["done"] + states["failed"]
+    # lost: acknowledged but never stored, stored but never processed, or processed without its label stored
+    lost = len(acked_ids - set(event_docs))
+    if drain:
+        lost += len(events) - processed + sum(1 for e in events if e.state == "done" and not labels[e.doc_id])
+    summary = {"acknowledged": len(acked_ids), "stored": len(events), "processed": processed,
+               "failed": states["failed"], "lost": lost,
+               "processed_twice": sum(c - 1 for c in event_docs.values() if c > 1)
+               + sum(c - 1 for c in labels.values() if c > 1),
+               "retried": sum(a > 1 for _, _, a in events),
+               "server_errors_5xx": int((status >= 500).sum()), "no_answer": int((status == -1).sum()),
+               **figures, "web_rss_peak_mb": round(peak[0]), "web_rss_end_mb": round(rss_end)}
+    return rows, summary
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.webhooks", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -107,78 +191,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level="WARNING")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="prelabel-hooks-"))
-    n_sustained = int(args.rate * args.seconds)
-    n = args.burst + n_sustained
-    from emulator.export import write_export  # noqa: PLC0415
-
-    sms = pd.read_csv(SMS_CSV, keep_default_na=False)
-    docids = write_export(work / "export", ((f"m{i}.txt", sms.text[i % len(sms)], sms.label[i % len(sms)] == "spam")
-                                            for i in range(n)), "isSpam")
-    # the web process is measured alone first (the queue fills); a worker drains it afterwards
-    stack = Stack(work, work / "export", start_worker=False, settings={
-        "LOG_LEVEL": "WARNING", "MIN_LABELS": "100000000", "SYNC_INTERVAL_S": "86400",
-        "RECONCILE_INTERVAL_S": "86400", "WORKER_WARM_UP": "false"})
-    auth = "Basic " + b64encode(":".join(stack.hook_auth).encode()).decode()
-    rows, peak = [], [0.0]
-    with stack:
-        web_pid = stack.procs["web"].pid
-        done = threading.Event()
-
-        def sample() -> None:
-            while not done.is_set():
-                peak[0] = max(peak[0], rss_mb(web_pid))
-                time.sleep(0.5)
-
-        threading.Thread(target=sample, daemon=True).start()
-        statuses = []
-        if args.burst:
-            t = time.monotonic()
-            lat, st = send(stack.web_port, auth, docids[: args.burst], args.connections, None)
-            rows.append(phase_figures(f"burst of {args.burst}", lat, st, time.monotonic() - t))
-            statuses.append(st)
-            print(json.dumps(rows[-1]), flush=True)  # noqa: T201 - the benchmark's output
-        if n_sustained:
-            t = time.monotonic()
-            lat, st = send(stack.web_port, auth, docids[args.burst:], args.connections, args.rate)
-            rows.append(phase_figures(f"{args.rate:.0f}/s for {args.seconds:.0f} s", lat, st, time.monotonic() - t))
-            statuses.append(st)
-            print(json.dumps(rows[-1]), flush=True)  # noqa: T201
-        done.set()
-        rss_end = rss_mb(web_pid)
-        acked = int(sum((s == 202).sum() for s in statuses))
-        from storage import Event, Store  # noqa: PLC0415
-
-        store = Store(f"sqlite:///{work / 'instance' / 'prelabel.db'}")
-        drain: dict[str, Any] = {}
-        if not args.no_drain:
-            t = time.monotonic()
-            stack.start_workers()
-            while True:
-                with store.session() as s:
-                    states = Counter(e.state for e in s.query(Event.state))
-                if not states["queued"] and not states["processing"]:
-                    break
-                if time.monotonic() - t > 3600:
-                    break
-                time.sleep(1.0)
-            drain = {"drain_seconds": round(time.monotonic() - t, 1),
-                     "drain_events_per_s": round(sum(states.values()) / (time.monotonic() - t), 1)}
-        with store.session() as s:
-            events = s.query(Event.state, Event.attempts).all()
-        states = Counter(e.state for e in events)
-        processed = states["done"] + states["failed"]
-        summary = {"acknowledged": acked, "stored": len(events), "processed": processed,
-                   "failed": states["failed"],
-                   "lost": max(0, acked - len(events)) + (0 if args.no_drain else len(events) - processed),
-                   "processed_twice": sum(a > 1 for _, a in events), **drain,
-                   "web_rss_peak_mb": round(peak[0]), "web_rss_end_mb": round(rss_end)}
+    rows, summary = run(work, args.burst, args.rate, args.seconds, args.connections, not args.no_drain)
+    for r in rows:
+        print(json.dumps(r))  # noqa: T201 - the benchmark's output
     for r in rows:
         print(f"{r['phase']}: {r['acknowledged']}/{r['sent']} acknowledged (202) in {r['seconds']} s "  # noqa: T201
               f"({r['requests_per_s']}/s); latency p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms")
     print(f"after the queue drained: acknowledged {summary['acknowledged']}, stored {summary['stored']}, "  # noqa: T201
           f"processed {summary['processed']} ({summary['failed']} failed), lost {summary['lost']}, processed twice "
-          f"{summary['processed_twice']}; drain {drain.get('drain_events_per_s', '-')} events/s; web RSS peak "
-          f"{summary['web_rss_peak_mb']} MB")
+          f"{summary['processed_twice']}, 5xx {summary['server_errors_5xx']}; drain "
+          f"{summary.get('drain_events_per_s', '-')} events/s; web RSS peak {summary['web_rss_peak_mb']} MB")
     print(json.dumps(summary))  # noqa: T201
     return 0 if summary["lost"] == 0 and summary["processed_twice"] == 0 else 1
 

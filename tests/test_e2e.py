@@ -95,7 +95,10 @@ def test_second_delivery_changes_nothing(stack):
 def test_bad_deliveries_over_http(stack):
     s, _ = stack
     url = f"{s.web_url}/webhooks/tagtog"
-    assert requests.post(url, data="nope", auth=s.hook_auth).status_code == 400
+    r = requests.post(url, data="nope", auth=s.hook_auth)  # no Content-Type: tagtog always sends JSON
+    assert r.status_code == 415 and "Content-Type" in r.json()["error"]
+    r = requests.post(url, data="nope", headers={"Content-Type": "application/json"}, auth=s.hook_auth)
+    assert r.status_code == 400 and "JSON" in r.json()["error"]
     assert requests.post(url, json={"owner": "alice", "project": "spam"}, auth=s.hook_auth).status_code == 400
     assert requests.post(url, json={"owner": "alice", "project": "spam", "tagtogID": "x"},
                          auth=("tagtog-hook", "wrong")).status_code == 401
