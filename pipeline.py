@@ -676,8 +676,9 @@ class Loop:
                 with self.store.session() as s:
                     version = (s.scalar(select(func.max(ModelVersion.version))
                                         .where(ModelVersion.project_id == project_id)) or 0) + 1
+                    # "saving" until its files and record are written: never mistaken for a gated candidate
                     mv = ModelVersion(project_id=project_id, version=version, family=clf.family, mode=mode, path="",
-                                      train_seconds=seconds, status="candidate", reason=reason)
+                                      train_seconds=seconds, status="saving", reason=reason)
                     s.add(mv)
                     s.flush()
                     return version, mv.id
@@ -763,8 +764,7 @@ class Loop:
             p.trained_through_label = max(p.trained_through_label, max_label)
             if mode == "full":
                 p.labels_at_full_fit = len(pool)
-            if status == "rejected":
-                mv.status = "rejected"
+            mv.status = "rejected" if status == "rejected" else "candidate"  # champion: promote() follows
 
     def cross_validate(self, project_id: int, folds: int = 10, max_labels: int = 3000) -> dict[str, Any]:
         """k-fold cross-validation of the champion's configuration on every train + validation label (never the

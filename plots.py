@@ -8,7 +8,8 @@ from __future__ import annotations
 import io
 from typing import Any, Sequence
 
-STATUS_COLOURS = {"champion": "#1b7837", "retired": "#7f7f7f", "rejected": "#c51b7d", "candidate": "#2166ac"}
+STATUS_COLOURS = {"champion": "#1b7837", "retired": "#7f7f7f", "rejected": "#c51b7d", "candidate": "#2166ac",
+                 "saving": "#bdbdbd", "failed": "#000000"}
 
 
 def _figure(width: float = 6.4, height: float = 3.2) -> tuple[Any, Any]:

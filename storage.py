@@ -140,6 +140,10 @@ class InFlight(Base):
     event_id: Mapped[int] = mapped_column(Integer)
 
 
+# a version row allocated before its files and record are written ("candidate": rows of earlier releases)
+UNSAVED = ("saving", "candidate")
+
+
 class ModelVersion(Base):
     __tablename__ = "model_versions"
     __table_args__ = (UniqueConstraint("project_id", "version"),)
@@ -156,7 +160,8 @@ class ModelVersion(Base):
     n_holdout: Mapped[int] = mapped_column(Integer, default=0)
     train_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    # candidate|champion|rejected|retired, or failed: its files could not be written (the reason says why)
+    # saving (files being written), candidate|champion|rejected|retired, or failed: its files or record could not
+    # be written (the reason says why)
     status: Mapped[str | None] = mapped_column(String(16), default="candidate")
     reason: Mapped[str | None] = mapped_column(Text, default="")
     test_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=dict)
@@ -414,7 +419,7 @@ class Store:
                 p.retrain_requested, p.training_since = True, None
                 for mv in s.scalars(select(ModelVersion).where(
                         ModelVersion.project_id == run.project_id, ModelVersion.path == "",
-                        ModelVersion.status == "candidate", ModelVersion.created_at >= run.started_at)):
+                        ModelVersion.status.in_(UNSAVED), ModelVersion.created_at >= run.started_at)):
                     mv.status, mv.reason = "failed", "interrupted before its files were saved (the worker stopped)"
                 out.append(run.project_id)
         return sorted(set(out))
@@ -426,7 +431,7 @@ class Store:
 
         with self.session() as s:
             rows = s.execute(update(ModelVersion).where(
-                ModelVersion.project_id == project_id, ModelVersion.path == "", ModelVersion.status == "candidate",
+                ModelVersion.project_id == project_id, ModelVersion.path == "", ModelVersion.status.in_(UNSAVED),
                 ModelVersion.created_at < utcnow() - timedelta(seconds=older_than_s))
                 .values(status="failed", reason="its files or record could not be written (see the training run)")
                 .returning(ModelVersion.id)).all()

@@ -7,6 +7,7 @@ and duplicated (lost and duplicated must be 0):
 - malformed: the ann.json of some documents comes back cut in half (not JSON): those events fail with the reason
 - web-down:  the web process is stopped while annotators confirm (tagtog sends each webhook once here, like Label
              Studio): an on-demand reconcile recovers them all
+- labelstudio-web-down: the same against a real Label Studio 1.23.2, which drops a webhook it cannot deliver
 - kill-9:    the worker is killed with SIGKILL at random moments during training, 10 times, then restarted: the
              champion stays loadable, no half-written version is ever visible, and the interrupted run resumes
 - disk-full / db-locked: writing a model version fails (ENOSPC from the file system; the SQLite database held
@@ -34,13 +35,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 SMS_CSV = Path(os.environ.get("PRELABEL_SHARED", ROOT.parent / "shared")) / "data" / "sms_spam" / "sms_spam.csv"
 ADMIN = "faults-admin-token-0123456789"
-SCENARIOS = ("flaky", "slow", "malformed", "web-down", "kill-9", "disk-full", "db-locked")
+SCENARIOS = ("flaky", "slow", "malformed", "web-down", "labelstudio-web-down", "kill-9", "disk-full", "db-locked")
 logger = logging.getLogger(__name__)
 
 
@@ -180,6 +182,76 @@ def web_down(work: Path, n: int) -> dict[str, Any]:
     return {"scenario": "web-down", **out}
 
 
+def labelstudio_web_down(work: Path, n: int) -> dict[str, Any]:
+    """A real Label Studio: it sends each webhook once (1 s timeout, no retry), so annotations made while prelabel's
+    web process is down are dropped; an on-demand reconcile recovers them all, each stored once."""
+    from scripts.labelstudio_server import TOKEN, LabelStudio, ensure_template, installed  # noqa: PLC0415
+    from scripts.stack import Stack  # noqa: PLC0415
+    from sqlalchemy import func  # noqa: PLC0415
+
+    from storage import Document, Event, Label  # noqa: PLC0415
+
+    if not installed():
+        raise RuntimeError("Label Studio is not installed: python -m scripts.labelstudio_server --install")
+    df = _sms(n)
+    secret = "faults-ls-secret-0123456789"
+    ls = LabelStudio(work / "ls", template=ensure_template(work / "ls-template")).start()
+    try:
+        project = ls.create_project("faults web-down")
+        settings = {"LABELSTUDIO_URL": ls.url, "LABELSTUDIO_TOKEN": TOKEN, "LABELSTUDIO_PROJECTS": str(project),
+                    "LABELSTUDIO_WEBHOOK_SECRET": secret, "ADMIN_TOKEN": ADMIN, "MIN_LABELS": "100000000",
+                    "SYNC_INTERVAL_S": "3600", "RECONCILE_INTERVAL_S": "3600", "WORKER_WARM_UP": "false",
+                    "LOG_LEVEL": "WARNING"}
+        with Stack(work / "prelabel", work, tagtog=False, settings=settings, web_workers=1) as stack:
+            ls.add_webhook(project, f"{stack.web_url}/webhooks/labelstudio", {"X-Prelabel-Secret": secret})
+            ls.import_tasks(project, [{"data": {"text": t}} for t in df.text])
+            stack.settle(quiet_s=2, timeout=300)  # TASKS_CREATED: one reconcile, no labels yet
+            truth = dict(zip(df.text, df.label))
+            tasks = [(t["id"], t["data"]["text"]) for t in ls.tasks(project)]
+            half = len(tasks) // 2
+            store = _db(stack)
+            with store.session() as s:
+                base, base_id = s.query(Event).count(), s.query(func.max(Event.id)).scalar() or 0
+            for task_id, text in tasks[:half]:  # web up: each annotation's webhook is stored and processed
+                ls.annotate(task_id, [truth[text]])
+            _drain(store, base + half, 300)
+            with store.session() as s:
+                acked = s.query(Event).filter(Event.id > base_id).count()
+            stack.stop_process("web")
+            for task_id, text in tasks[half:]:  # web down: Label Studio logs the refused delivery and drops it
+                ls.annotate(task_id, [truth[text]])
+            stack.start_web()
+            stamp = (stack.api("/api/v1/projects/1").get("last_reconcile") or {}).get("at")
+            requests.post(f"{stack.web_url}/api/v1/projects/1/reconcile", timeout=10,
+                          headers={"Authorization": f"Bearer {ADMIN}"}).raise_for_status()
+            deadline = time.monotonic() + 300
+            rec: dict[str, Any] = {}
+            while time.monotonic() < deadline:
+                rec = stack.api("/api/v1/projects/1").get("last_reconcile") or {}
+                if rec.get("at") != stamp:
+                    break
+                time.sleep(0.5)
+            stack.settle(quiet_s=2, timeout=300)
+            with store.session() as s:
+                events = s.query(Event).filter(Event.id > base_id).all()
+                labels: Counter = Counter()
+                values: dict[str, Any] = {}
+                for d, lab in s.query(Document, Label).join(Label, Label.document_id == Document.id) \
+                        .order_by(Label.id):
+                    labels[d.platform_id] += 1
+                    values[d.platform_id] = json.loads(lab.value) if lab.value else None
+            store.engine.dispose()
+    finally:
+        ls.stop()
+    wanted = {str(tid): truth[text] for tid, text in tasks}
+    lost = sum(1 for tid, lab in wanted.items() if values.get(tid) not in (lab, [lab]))
+    return {"scenario": "labelstudio-web-down", "sent": len(tasks), "acknowledged": acked,
+            "stored": len(events), "processed": sum(e.state == "done" for e in events),
+            "failed_with_reason": sum(e.state == "failed" for e in events),
+            "recovered_by_reconcile": rec.get("recovered"), "lost": lost,
+            "duplicated": sum(c - 1 for c in labels.values() if c > 1)}
+
+
 def _visible_versions_ok(models: Path, store: Any) -> tuple[int, int, bool]:
     """(version folders, bad ones, champion loads): every vN folder loads; every row with a path has its folder."""
     from model.factory import load_classifier  # noqa: PLC0415
@@ -226,20 +298,23 @@ def kill_9(work: Path, n: int, kills: int = 10, seed: int = 5) -> dict[str, Any]
         extra = docs[n // 2:]
         for k in range(kills):
             _confirm(stack, extra[k::kills], truth)  # new labels, so each run has something new to learn
-            with store.session() as s:  # how long a run takes here: the kill lands somewhere inside one
-                done = [r for r in s.query(TrainingRun) if r.finished_at and not r.outcome.startswith("interrupted")]
-            run_s = (done[-1].finished_at - done[-1].started_at).total_seconds() if done else 5.0
-            for _attempt in range(5):  # a run that ended before the chosen moment is asked for again
+            training = False
+            for _attempt in range(8):  # a run that ends before the chosen moment is asked for again
+                with store.session() as s:  # how long a run takes here (the first, cold one excepted)
+                    done = [(r.finished_at - r.started_at).total_seconds() for r in s.query(TrainingRun)
+                            .order_by(TrainingRun.id) if r.finished_at and not r.outcome.startswith("interrupted")]
+                run_s = float(np.median(done[1:][-3:])) if len(done) > 1 else 5.0
                 requests.post(f"{stack.web_url}/api/v1/projects/1/retrain", headers=admin,
                               timeout=10).raise_for_status()
                 deadline = time.monotonic() + 120
                 while not stack.api("/api/v1/projects/1")["training"] and time.monotonic() < deadline:
                     time.sleep(0.05)
-                time.sleep(rng.uniform(0.02, 0.9) * run_s)  # fitting, scoring, saving or pre-labelling
-                if stack.api("/api/v1/projects/1")["training"]:
+                time.sleep(rng.uniform(0.05, 0.8) * run_s)  # fitting, scoring, saving or pre-labelling
+                training = stack.api("/api/v1/projects/1")["training"]
+                if training:
                     break
                 stack.settle(quiet_s=1, timeout=300)
-            killed_training += bool(stack.api("/api/v1/projects/1")["training"])
+            killed_training += bool(training)
             worker = stack.procs.pop("worker")
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
@@ -249,7 +324,7 @@ def kill_9(work: Path, n: int, kills: int = 10, seed: int = 5) -> dict[str, Any]
             with store.session() as s:
                 before = s.query(TrainingRun).filter(TrainingRun.finished_at.is_not(None)).count()
             stack.start_workers()  # the new worker finds the interrupted run and resumes it
-            deadline = time.monotonic() + 300
+            deadline = time.monotonic() + (300 if training else 0)  # nothing to resume when the kill missed
             while time.monotonic() < deadline:
                 with store.session() as s:
                     runs = s.query(TrainingRun).order_by(TrainingRun.id).all()
@@ -350,11 +425,16 @@ def write_fault(kind: str, work: Path) -> dict[str, Any]:
         staging = sorted(p.name for p in models.glob("*/.v*"))
         champion = summary["champion"]
         loadable = load_classifier(champion["path"]) is not None
+        store.fail_orphan_versions(pid, older_than_s=0)  # what the next sweep or run does (after 60 s / 10 min)
+        later = store.list_models(pid)
         after = loop.train(pid)  # once the fault is gone, training goes on
+
+        def row(vs: list[dict[str, Any]]) -> dict[str, Any] | None:
+            return next(({"version": v["version"], "status": v["status"], "reason": v["reason"], "path": v["path"]}
+                         for v in vs if v["version"] == first.version + 1), None)
         return {"scenario": kind, "error": error, "champion_before": champion_before,
                 "champion_after": champion["version"], "champion_loadable": loadable,
-                "failed_version": next(({"version": v["version"], "status": v["status"], "reason": v["reason"]}
-                                        for v in versions if v["version"] == first.version + 1), None),
+                "failed_version": row(versions), "failed_version_after_sweep": row(later),
                 "visible_version_folders": visible, "staging_folders": staging,
                 "next_run_after_fault": f"v{after.version} {after.status}"}
     finally:
@@ -373,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args(argv)
     logging.basicConfig(level="WARNING")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the in-process proxy's access log: one line a call
     chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = sorted(set(chosen) - set(SCENARIOS))
     if unknown:
@@ -388,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
             row = platform_fault(name, work, max(5, args.events // 5))
         elif name == "web-down":
             row = web_down(work, args.events)
+        elif name == "labelstudio-web-down":
+            row = labelstudio_web_down(work, max(10, args.events // 2))
         elif name == "kill-9":
             row = kill_9(work, max(60, args.events), args.kills)
         else:
