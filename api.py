@@ -19,11 +19,13 @@ from typing import Any
 from flask import Blueprint, Request, current_app, jsonify, request, send_file
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy import select
+from werkzeug.routing import IntegerConverter
 
 from formats import strictjson
 from model.names import STRATEGIES, class_counts
 from storage import Document, ModelVersion, Prediction, Project, Store, current_labels
 
+MAX_ID = 2**63 - 1  # SQLite's and PostgreSQL's BIGINT
 logger = logging.getLogger(__name__)
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 OPENAPI = Path(__file__).resolve().parent / "openapi.json"
@@ -50,8 +52,18 @@ class StrictRequest(Request):
         raise ApiError(400, str(e) if e is not None else "the body is not JSON")
 
 
+class IdConverter(IntegerConverter):
+    """``<int:...>`` in prelabel's routes: a database id fits a signed 64-bit integer, so a longer number is a 404
+    (found by schemathesis: the driver raised OverflowError, a 500)."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(map, *args, **{**kwargs, "max": min(kwargs.get("max") or MAX_ID, MAX_ID)})
+
+
 def harden(app: Any, max_body_bytes: int, internal: str = "internal error; see the server log") -> None:
-    """What every prelabel Flask app shares: strict JSON in, a body size limit (413), JSON errors out."""
+    """What every prelabel Flask app shares: bounded ids in URLs, strict JSON in, a body size limit (413), JSON
+    errors out. Call it before registering blueprints (their routes are compiled with its converters)."""
+    app.url_map.converters["int"] = IdConverter
     app.json = StrictJSONProvider(app)
     app.request_class = StrictRequest
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes

@@ -147,8 +147,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["prelabel.refresh"] = jobs.refresh_champion
     app.extensions["prelabel.cv"] = jobs.cross_validate
     app.extensions["prelabel.reconcile"] = jobs.reconcile
+    api.harden(app, settings.max_body_bytes)
     app.register_blueprint(bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(dashboard.bp)
-    api.harden(app, settings.max_body_bytes)
     return app

@@ -217,8 +217,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     import jobs  # noqa: PLC0415 - the queue only
 
     app.extensions["prelabel.enqueue"] = jobs.enqueue_event
-    app.register_blueprint(bp)
-
     # a predict batch carries every selected task: Label Studio's body limit, not the API's
     harden(app, settings.labelstudio_max_body_bytes, "internal error in prelabel's ML backend; see its log")
+    app.register_blueprint(bp)
     return app
