@@ -129,30 +129,25 @@ def retrain(project_id: int) -> str:
     runs = 0
     try:
         with huey.lock_task(f"retrain-{project_id}"):
-            loop.store.set_training(project_id, True)
-            try:
-                while loop.store.take_retrain_request(project_id):
-                    runs += 1
-                    run_id = loop.store.start_run(project_id, WORKER_ID)
-                    outcome = "failed"
-                    try:
-                        loop.sync_project(project_id)
-                        result = loop.train(project_id, defer=OWN_QUEUE)
-                        outcome = "too few labels" if result is None else f"v{result.version} {result.status}"
-                        for family in result.deferred if result is not None else ():
-                            train_family(project_id, family)
-                        if result is not None and result.champion_id is not None:
-                            if result.status == "champion":
-                                loop.score_pool(project_id, result.champion_id)
-                            loop.prelabel(project_id, result.champion_id)  # pre-labels come from the champion
-                    except Exception as exc:
-                        outcome = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                        loop.store.request_retrain(project_id)  # keep the request; Huey retries this task
-                        raise
-                    finally:
-                        loop.store.finish_run(run_id, outcome)
-            finally:
-                loop.store.set_training(project_id, False)
+            while (run_id := loop.store.begin_run(project_id, WORKER_ID)) is not None:
+                runs += 1
+                outcome = "failed"
+                try:
+                    loop.sync_project(project_id)
+                    result = loop.train(project_id, defer=OWN_QUEUE)
+                    outcome = "too few labels" if result is None else f"v{result.version} {result.status}"
+                    for family in result.deferred if result is not None else ():
+                        train_family(project_id, family)
+                    if result is not None and result.champion_id is not None:
+                        if result.status == "champion":
+                            loop.score_pool(project_id, result.champion_id)
+                        loop.prelabel(project_id, result.champion_id)  # pre-labels come from the champion
+                except Exception as exc:
+                    outcome = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                    loop.store.request_retrain(project_id)  # keep the request; Huey retries this task
+                    raise
+                finally:
+                    loop.store.finish_run(run_id, outcome)
     except TaskLockedException:
         return "coalesced into the run in progress"
     if loop.store.retrain_pending(project_id):  # a request that landed while the lock was being released

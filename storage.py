@@ -43,7 +43,7 @@ class Project(Base):
     label_type: Mapped[str | None] = mapped_column(String(32))  # boolean | enum | multilabel | None (inferred)
     label_ids: Mapped[list[Any] | None] = mapped_column(JSON)  # multilabel: [[m_N, name], ...]
     retrain_requested: Mapped[bool] = mapped_column(Boolean, default=False)
-    training_since: Mapped[datetime | None] = mapped_column(DateTime)  # set while a retrain runs
+    training_since: Mapped[datetime | None] = mapped_column(DateTime)  # set while a training run is open
     labels_at_full_fit: Mapped[int] = mapped_column(Integer, default=0)
     trained_through_label: Mapped[int] = mapped_column(Integer, default=0)  # last labels.id a model has seen
     champion_id: Mapped[int | None] = mapped_column(Integer)
@@ -389,21 +389,41 @@ class Store:
                              .values(retrain_requested=True).returning(Project.id)).first() is not None
 
     def take_retrain_request(self, project_id: int) -> bool:
+        """Clear the project's retrain flag; True if it was set. A worker uses begin_run, which also opens the run."""
         with self.session() as s:
             return s.execute(update(Project).where(Project.id == project_id, Project.retrain_requested.is_(True))
                              .values(retrain_requested=False).returning(Project.id)).first() is not None
 
-    def start_run(self, project_id: int, worker: str) -> int:
+    def begin_run(self, project_id: int, worker: str) -> int | None:
+        """Take the project's retrain request and open a training run for it, in one transaction, so a worker
+        killed at any moment leaves either the request or an open run (which recover_runs turns back into the
+        request). None when no retrain is requested."""
         with self.session() as s:
+            taken = s.execute(update(Project).where(Project.id == project_id, Project.retrain_requested.is_(True))
+                              .values(retrain_requested=False, training_since=utcnow())
+                              .returning(Project.id)).first()
+            if taken is None:
+                return None
+            run = TrainingRun(project_id=project_id, worker=worker)
+            s.add(run)
+            s.flush()
+            return run.id
+
+    def start_run(self, project_id: int, worker: str) -> int:
+        """Open a training run whether or not a retrain was requested (the project shows as training)."""
+        with self.session() as s:
+            s.execute(update(Project).where(Project.id == project_id).values(training_since=utcnow()))
             run = TrainingRun(project_id=project_id, worker=worker)
             s.add(run)
             s.flush()
             return run.id
 
     def finish_run(self, run_id: int, outcome: str) -> None:
+        """Close the run; the project stops showing as training in the same transaction."""
         with self.session() as s:
-            s.execute(update(TrainingRun).where(TrainingRun.id == run_id)
-                      .values(finished_at=utcnow(), outcome=outcome[:200]))
+            run = s.get(TrainingRun, run_id)
+            run.finished_at, run.outcome = utcnow(), outcome[:200]
+            s.execute(update(Project).where(Project.id == run.project_id).values(training_since=None))
 
     def recover_runs(self, is_dead: Callable[[str, datetime], bool]) -> list[int]:
         """Close the unfinished training runs whose worker ``is_dead(worker, started_at)`` (killed mid-run): the
@@ -442,11 +462,6 @@ class Store:
         with self.session() as s:
             s.execute(update(ModelVersion).where(ModelVersion.id == version_id, ModelVersion.path == "")
                       .values(status="failed", reason=reason[:1000]))
-
-    def set_training(self, project_id: int, running: bool) -> None:
-        with self.session() as s:
-            s.execute(update(Project).where(Project.id == project_id)
-                      .values(training_since=utcnow() if running else None))
 
     def retrain_pending(self, project_id: int) -> bool:
         with self.session() as s:

@@ -310,14 +310,22 @@ def kill_9(work: Path, n: int, kills: int = 10, seed: int = 5) -> dict[str, Any]
                 while not stack.api("/api/v1/projects/1")["training"] and time.monotonic() < deadline:
                     time.sleep(0.05)
                 time.sleep(rng.uniform(0.05, 0.8) * run_s)  # fitting, scoring, saving or pre-labelling
+                if not stack.api("/api/v1/projects/1")["training"]:
+                    stack.settle(quiet_s=1, timeout=300)
+                    continue
+                worker = stack.procs.pop("worker")
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
+                # "training" is an open run: after the kill nobody closes it until a worker starts
                 training = stack.api("/api/v1/projects/1")["training"]
                 if training:
                     break
-                stack.settle(quiet_s=1, timeout=300)
+                stack.start_workers()  # the run ended between the look and the kill: again
+            if "worker" in stack.procs:  # no kill landed in a run (counted below as a miss)
+                worker = stack.procs.pop("worker")
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
             killed_training += bool(training)
-            worker = stack.procs.pop("worker")
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
             _, bad, ok = _visible_versions_ok(models, store)
             bad_total += bad
             champion_ok += ok

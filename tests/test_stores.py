@@ -92,6 +92,21 @@ def test_retrain_requests_coalesce(store):
     assert store.retrain_pending(pid) is False
 
 
+def test_a_run_takes_the_request_and_shows_training_in_one_step(store):
+    """A worker killed between taking the request and opening its run would lose the retrain: one transaction."""
+    pid = store.ensure_project("tagtog", "alice", "spam")
+    assert store.begin_run(pid, "w1") is None  # nothing requested
+    store.request_retrain(pid)
+    run = store.begin_run(pid, "w1")
+    assert run is not None and store.begin_run(pid, "w2") is None
+    assert not store.retrain_pending(pid) and store.project_summary(pid)["training"]
+    assert store.recover_runs(lambda worker, started: worker == "w1") == [pid]  # w1 was killed: request restored
+    assert store.retrain_pending(pid) and not store.project_summary(pid)["training"]
+    run = store.begin_run(pid, "w2")
+    store.finish_run(run, "v1 champion")
+    assert not store.project_summary(pid)["training"] and not store.retrain_pending(pid)
+
+
 def test_redis_url_names_the_queue():
     from config import Settings
 
