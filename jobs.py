@@ -270,9 +270,8 @@ def sweep() -> None:
         process_event(event_id)
     with loop.store.session() as s:
         pending = [p.id for p in s.query(Project).filter_by(retrain_requested=True)]
-        projects = [i for (i,) in s.query(Project.id)]
-    for pid in projects:  # a version whose record the database refused (locked) stays "saving": mark it failed
-        loop.store.fail_orphan_versions(pid, older_than_s=600)
+    # a version whose record the database refused (locked) stays "saving" until marked failed here
+    loop.store.fail_orphan_versions(None, older_than_s=600)
     for pid in pending:
         retrain(pid)
 

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
 from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine,
-                        event, func, select, update)
+                        event, func, select, true, update)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -402,21 +402,20 @@ class Store:
             taken = s.execute(update(Project).where(Project.id == project_id, Project.retrain_requested.is_(True))
                               .values(retrain_requested=False, training_since=utcnow())
                               .returning(Project.id)).first()
-            if taken is None:
-                return None
-            run = TrainingRun(project_id=project_id, worker=worker)
-            s.add(run)
-            s.flush()
-            return run.id
+            return None if taken is None else self._open_run(s, project_id, worker)
 
     def start_run(self, project_id: int, worker: str) -> int:
         """Open a training run whether or not a retrain was requested (the project shows as training)."""
         with self.session() as s:
             s.execute(update(Project).where(Project.id == project_id).values(training_since=utcnow()))
-            run = TrainingRun(project_id=project_id, worker=worker)
-            s.add(run)
-            s.flush()
-            return run.id
+            return self._open_run(s, project_id, worker)
+
+    @staticmethod
+    def _open_run(s: Any, project_id: int, worker: str) -> int:
+        run = TrainingRun(project_id=project_id, worker=worker)
+        s.add(run)
+        s.flush()
+        return run.id
 
     def finish_run(self, run_id: int, outcome: str) -> None:
         """Close the run; the project stops showing as training in the same transaction."""
@@ -444,14 +443,16 @@ class Store:
                 out.append(run.project_id)
         return sorted(set(out))
 
-    def fail_orphan_versions(self, project_id: int, older_than_s: float = 60.0) -> int:
+    def fail_orphan_versions(self, project_id: int | None, older_than_s: float = 60.0) -> int:
         """Version rows allocated but never given files (their run failed to write or record them, and the database
-        refused even the failure note), older than ``older_than_s`` (a save in progress is seconds old): failed."""
+        refused even the failure note), older than ``older_than_s`` (a save in progress is seconds old): failed.
+        ``project_id`` None: every project (the sweep)."""
         from datetime import timedelta  # noqa: PLC0415
 
         with self.session() as s:
             rows = s.execute(update(ModelVersion).where(
-                ModelVersion.project_id == project_id, ModelVersion.path == "", ModelVersion.status.in_(UNSAVED),
+                true() if project_id is None else ModelVersion.project_id == project_id,  # None: every project
+                ModelVersion.path == "", ModelVersion.status.in_(UNSAVED),
                 ModelVersion.created_at < utcnow() - timedelta(seconds=older_than_s))
                 .values(status="failed", reason="its files or record could not be written (see the training run)")
                 .returning(ModelVersion.id)).all()

@@ -101,19 +101,42 @@ def _drain(store: Any, expected: int, timeout: float) -> None:
     raise TimeoutError(f"events did not drain in {timeout:.0f}s: {dict(states)}")
 
 
+def _labels(store: Any) -> tuple[Counter, dict[str, str | None]]:
+    """Label rows per document (platform id) and each document's latest stored value (JSON text)."""
+    from storage import Document, Label  # noqa: PLC0415
+
+    counts: Counter = Counter()
+    values: dict[str, str | None] = {}
+    with store.session() as s:
+        for d, lab in s.query(Document, Label).join(Label, Label.document_id == Document.id).order_by(Label.id):
+            counts[d.platform_id] += 1
+            values[d.platform_id] = lab.value
+    return counts, values
+
+
+def _reconcile(stack: Any) -> dict[str, Any]:
+    """Ask for a reconcile of project 1 (admin call) and wait until it has run; returns its summary."""
+    stamp = (stack.api("/api/v1/projects/1").get("last_reconcile") or {}).get("at")
+    requests.post(f"{stack.web_url}/api/v1/projects/1/reconcile", timeout=10,
+                  headers={"Authorization": f"Bearer {ADMIN}"}).raise_for_status()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        rec = stack.api("/api/v1/projects/1").get("last_reconcile") or {}
+        if rec.get("at") != stamp:
+            return rec
+        time.sleep(0.5)
+    raise TimeoutError(f"no reconcile within 300 s\n{stack.log_tail('worker')}")
+
+
 def _figures(store: Any, sent: int, acked: int, truth: dict[str, bool], confirmed: list[tuple[str, str]],
              expect_failed: set[str] = frozenset()) -> dict[str, Any]:
     """sent/acknowledged/processed/failed/lost/duplicated from the store. Lost: a confirmed document whose label
     is not stored (or wrong) and whose event did not fail with a reason; duplicated: a confirm stored twice."""
-    from storage import Document, Event, Label  # noqa: PLC0415
+    from storage import Event  # noqa: PLC0415
 
     with store.session() as s:
         events = s.query(Event).all()
-        labels = Counter()
-        values: dict[str, str | None] = {}
-        for d, lab in s.query(Document, Label).join(Label, Label.document_id == Document.id).order_by(Label.id):
-            labels[d.platform_id] += 1
-            values[d.platform_id] = lab.value
+    labels, values = _labels(store)
     failed = {e.doc_id: e.error for e in events if e.state == "failed"}
     lost = [docid for docid, name in confirmed if values.get(docid) != json.dumps(truth[name])
             and docid not in failed]
@@ -167,16 +190,7 @@ def web_down(work: Path, n: int) -> dict[str, Any]:
         time.sleep(2)
         acked_before = _acked(stack)
         stack.start_web()
-        stamp = (stack.api("/api/v1/projects/1").get("last_reconcile") or {}).get("at")
-        r = requests.post(f"{stack.web_url}/api/v1/projects/1/reconcile", timeout=10,
-                          headers={"Authorization": f"Bearer {ADMIN}"})
-        r.raise_for_status()
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            rec = stack.api("/api/v1/projects/1").get("last_reconcile") or {}
-            if rec.get("at") != stamp:
-                break
-            time.sleep(0.5)
+        rec = _reconcile(stack)
         out = _figures(store, n, acked_before, truth, docs)
         out["recovered_by_reconcile"] = rec.get("recovered")
     return {"scenario": "web-down", **out}
@@ -189,7 +203,7 @@ def labelstudio_web_down(work: Path, n: int) -> dict[str, Any]:
     from scripts.stack import Stack  # noqa: PLC0415
     from sqlalchemy import func  # noqa: PLC0415
 
-    from storage import Document, Event, Label  # noqa: PLC0415
+    from storage import Event  # noqa: PLC0415
 
     if not installed():
         raise RuntimeError("Label Studio is not installed: python -m scripts.labelstudio_server --install")
@@ -221,30 +235,16 @@ def labelstudio_web_down(work: Path, n: int) -> dict[str, Any]:
             for task_id, text in tasks[half:]:  # web down: Label Studio logs the refused delivery and drops it
                 ls.annotate(task_id, [truth[text]])
             stack.start_web()
-            stamp = (stack.api("/api/v1/projects/1").get("last_reconcile") or {}).get("at")
-            requests.post(f"{stack.web_url}/api/v1/projects/1/reconcile", timeout=10,
-                          headers={"Authorization": f"Bearer {ADMIN}"}).raise_for_status()
-            deadline = time.monotonic() + 300
-            rec: dict[str, Any] = {}
-            while time.monotonic() < deadline:
-                rec = stack.api("/api/v1/projects/1").get("last_reconcile") or {}
-                if rec.get("at") != stamp:
-                    break
-                time.sleep(0.5)
+            rec = _reconcile(stack)
             stack.settle(quiet_s=2, timeout=300)
             with store.session() as s:
                 events = s.query(Event).filter(Event.id > base_id).all()
-                labels: Counter = Counter()
-                values: dict[str, Any] = {}
-                for d, lab in s.query(Document, Label).join(Label, Label.document_id == Document.id) \
-                        .order_by(Label.id):
-                    labels[d.platform_id] += 1
-                    values[d.platform_id] = json.loads(lab.value) if lab.value else None
+            labels, values = _labels(store)
             store.engine.dispose()
     finally:
         ls.stop()
-    wanted = {str(tid): truth[text] for tid, text in tasks}
-    lost = sum(1 for tid, lab in wanted.items() if values.get(tid) not in (lab, [lab]))
+    stored = {tid: json.loads(v) for tid, v in values.items() if v}
+    lost = sum(1 for tid, text in tasks if stored.get(str(tid)) not in (truth[text], [truth[text]]))
     return {"scenario": "labelstudio-web-down", "sent": len(tasks), "acknowledged": acked,
             "stored": len(events), "processed": sum(e.state == "done" for e in events),
             "failed_with_reason": sum(e.state == "failed" for e in events),

@@ -52,7 +52,7 @@ def test_confirms_made_while_web_is_down_are_recovered_by_reconcile(tmp_path):
 def test_label_studio_drops_webhooks_while_web_is_down_and_reconcile_recovers_them(tmp_path):
     if not installed():
         if os.environ.get("PRELABEL_REQUIRE_LABELSTUDIO"):
-            raise RuntimeError("Label Studio is required (PRELABEL_REQUIRE_LABELSTUDIO=1) but not installed")
+            pytest.fail("PRELABEL_REQUIRE_LABELSTUDIO=1 but Label Studio is not installed", pytrace=False)
         pytest.skip("Label Studio is not installed (python -m scripts.labelstudio_server --install)")
     r = faults.labelstudio_web_down(tmp_path, 12)
     assert r["sent"] == 12 and r["acknowledged"] == 6 and r["recovered_by_reconcile"] == 6, r

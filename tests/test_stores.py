@@ -113,3 +113,18 @@ def test_redis_url_names_the_queue():
     assert Settings.from_env({"REDIS_URL": "redis://r:6379/0"}).queue_url == "redis://r:6379/0"
     assert Settings.from_env({"REDIS_URL": "redis://r:6379/0", "QUEUE_URL": "redis://q/1"}).queue_url == "redis://q/1"
     assert Settings.from_env({}).queue_url == ""
+
+
+def test_the_sweep_fails_versions_left_saving_in_every_project(store):
+    """A version whose record the database refused stays "saving" (no files); the sweep marks it failed."""
+    from storage import ModelVersion
+
+    a, b = store.ensure_project("tagtog", "alice", "a"), store.ensure_project("tagtog", "alice", "b")
+    with store.session() as s:
+        for pid, path in ((a, ""), (b, ""), (b, "/models/b/v2")):
+            s.add(ModelVersion(project_id=pid, version=len(path) + 1, family="quick", mode="full", path=path,
+                               status="saving"))
+    assert store.fail_orphan_versions(None, older_than_s=3600) == 0  # a save in progress is recent
+    assert store.fail_orphan_versions(None, older_than_s=0) == 2  # both projects' unwritten rows; not the saved one
+    assert [v["status"] for v in store.list_models(a)] == ["failed"]
+    assert sorted(v["status"] for v in store.list_models(b)) == ["failed", "saving"]
