@@ -249,10 +249,11 @@ class Loop:
         value, who = self.ground_truth_value(ann, scheme)
         from sqlalchemy.exc import IntegrityError  # noqa: PLC0415
 
+        project_id = project.id  # a rolled-back session expires and detaches what it loaded: keep the id
         for attempt in (1, 2):
             try:
                 with self.store.session() as s:
-                    project = s.get(Project, project.id)
+                    project = s.get(Project, project_id)
                     if value is not None and scheme.kind == "single":
                         self._check_value(s, project, defs, value)
                     doc = s.scalar(select(Document).filter_by(project_id=project.id, platform_id=docid))

@@ -133,6 +133,38 @@ def test_unknown_label_id_and_wrong_type_fail_the_event_only(env):
         assert s.query(Label).count() == 1
 
 
+def test_a_document_stored_by_another_worker_meanwhile_is_read_on_the_second_try(env):
+    """Two workers fetch the same new document at once: the one whose insert loses on the unique key rolls back
+    and reads the winner's row (CI saw DetachedInstanceError here: the retry used the rolled-back session's
+    project)."""
+    from sqlalchemy import select
+
+    emu, server, store, loop, pid, truth = env
+    d = list(truth)[0]
+    annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
+    client = loop.client("tagtog")
+    real_get_text = client.get_text
+    raced = []
+
+    def get_text_while_another_worker_stores_it(owner, project, docid):
+        text = real_get_text(owner, project, docid)
+        if not raced:  # the other worker's insert lands between our lookup and our flush
+            raced.append(docid)
+            with store.session() as s:
+                s.add(Document(project_id=pid, platform_id=docid, text=text, text_hash="x"))
+        return text
+
+    client.get_text = get_text_while_another_worker_stores_it
+    try:
+        assert deliver(store, loop, pid, d) == f"labelled {str(truth[d]).lower()}"
+    finally:
+        del client.get_text
+    assert raced == [d]
+    with store.session() as s:
+        assert len(s.scalars(select(Document).where(Document.platform_id == d)).all()) == 1
+        assert [lab.value for lab in s.query(Label)] == [str(truth[d]).lower()]
+
+
 def test_unconfirmed_and_ml_labels_are_not_ground_truth(env):
     emu, server, store, loop, pid, truth = env
     d1, d2 = list(truth)[:2]
