@@ -247,31 +247,46 @@ class Loop:
             raise EventRejected(f"ann.json of {docid} has unknown label id(s) {unknown}; "
                                 f"legend: {sorted(d.id for d in defs)}")
         value, who = self.ground_truth_value(ann, scheme)
+        def check(s: Any, project: Project) -> None:
+            if value is not None and scheme.kind == "single":
+                self._check_value(s, project, defs, value)
+
+        def new_document(project: Project) -> Document:
+            text = client.get_text(project.owner, project.name, docid)
+            folder = self._folder_of(client, project, docid)
+            return Document(project_id=project.id, platform_id=docid, text=text, text_hash=text_hash(text),
+                            folder=folder, is_test=self.in_test_folder(folder))
+
+        changed = self.store_label(project.id, docid, new_document, value, who, event_id, check=check)
+        if not changed:
+            return "unchanged"
+        return "label removed" if value is None else f"labelled {class_name(value)}"
+
+    def store_label(self, project_id: int, docid: str, new_document: Callable[[Project], Document], value: Any,
+                    who: str, event_id: int | None, annotation_id: str | None = None,
+                    check: Callable[[Any, Project], None] | None = None) -> bool:
+        """Store ``value`` as the label of the project's document ``docid``, creating the document with
+        ``new_document`` when it is not stored yet. True when the label changed. Two workers storing the same new
+        document at once: the loser's insert fails on the unique key, its session rolls back, and the second try
+        reads the winner's row (by id: what the rolled-back session loaded is detached)."""
         from sqlalchemy.exc import IntegrityError  # noqa: PLC0415
 
-        project_id = project.id  # a rolled-back session expires and detaches what it loaded: keep the id
         for attempt in (1, 2):
             try:
                 with self.store.session() as s:
                     project = s.get(Project, project_id)
-                    if value is not None and scheme.kind == "single":
-                        self._check_value(s, project, defs, value)
-                    doc = s.scalar(select(Document).filter_by(project_id=project.id, platform_id=docid))
+                    if check is not None:
+                        check(s, project)
+                    doc = s.scalar(select(Document).filter_by(project_id=project_id, platform_id=docid))
                     if doc is None:
-                        text = client.get_text(project.owner, project.name, docid)
-                        folder = self._folder_of(client, project, docid)
-                        doc = Document(project_id=project.id, platform_id=docid, text=text,
-                                       text_hash=text_hash(text), folder=folder, is_test=self.in_test_folder(folder))
+                        doc = new_document(project)
                         s.add(doc)
                         s.flush()
-                    changed = self._set_label(s, project, doc, value, who, event_id)
-                break
-            except IntegrityError:  # another worker stored this document meanwhile: read it on the second try
+                    return self._set_label(s, project, doc, value, who, event_id, annotation_id=annotation_id)
+            except IntegrityError:
                 if attempt == 2:
                     raise
-        if not changed:
-            return "unchanged"
-        return "label removed" if value is None else f"labelled {class_name(value)}"
+        raise AssertionError("unreachable")
 
     def in_test_folder(self, folder: str | None) -> bool:
         t = self.settings.test_folder.strip("/")

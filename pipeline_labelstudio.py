@@ -129,16 +129,11 @@ class LabelStudioSide:
             raise EventRejected(str(exc)) from None
         if tl.invalid:
             raise EventRejected(tl.invalid)
-        with self.store.session() as s:
-            project = s.get(Project, project_id)
-            doc = s.scalar(select(Document).filter_by(project_id=project_id, platform_id=str(task_id)))
-            if doc is None:
-                doc = Document(project_id=project_id, platform_id=str(task_id), text=tl.text,
-                               text_hash=text_hash(tl.text))
-                s.add(doc)
-                s.flush()
-            changed = self.loop._set_label(s, project, doc, tl.value, tl.who, event_id,
-                                           annotation_id=str(tl.annotation_id) if tl.annotation_id else None)
+        changed = self.loop.store_label(
+            project_id, str(task_id),
+            lambda _p: Document(project_id=project_id, platform_id=str(task_id), text=tl.text,
+                                text_hash=text_hash(tl.text)),
+            tl.value, tl.who, event_id, annotation_id=str(tl.annotation_id) if tl.annotation_id else None)
         if not changed:
             return "unchanged"
         return "label removed" if tl.value is None else f"labelled {dumps_value(tl.value)}"
