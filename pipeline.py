@@ -247,6 +247,7 @@ class Loop:
             raise EventRejected(f"ann.json of {docid} has unknown label id(s) {unknown}; "
                                 f"legend: {sorted(d.id for d in defs)}")
         value, who = self.ground_truth_value(ann, scheme)
+
         def check(s: Any, project: Project) -> None:
             if value is not None and scheme.kind == "single":
                 self._check_value(s, project, defs, value)
@@ -271,22 +272,22 @@ class Loop:
         reads the winner's row (by id: what the rolled-back session loaded is detached)."""
         from sqlalchemy.exc import IntegrityError  # noqa: PLC0415
 
-        for attempt in (1, 2):
-            try:
-                with self.store.session() as s:
-                    project = s.get(Project, project_id)
-                    if check is not None:
-                        check(s, project)
-                    doc = s.scalar(select(Document).filter_by(project_id=project_id, platform_id=docid))
-                    if doc is None:
-                        doc = new_document(project)
-                        s.add(doc)
-                        s.flush()
-                    return self._set_label(s, project, doc, value, who, event_id, annotation_id=annotation_id)
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        def once() -> bool:
+            with self.store.session() as s:
+                project = s.get(Project, project_id)
+                if check is not None:
+                    check(s, project)
+                doc = s.scalar(select(Document).filter_by(project_id=project_id, platform_id=docid))
+                if doc is None:
+                    doc = new_document(project)
+                    s.add(doc)
+                    s.flush()
+                return self._set_label(s, project, doc, value, who, event_id, annotation_id=annotation_id)
+
+        try:
+            return once()
+        except IntegrityError:  # another worker stored this document meanwhile: now it is found
+            return once()
 
     def in_test_folder(self, folder: str | None) -> bool:
         t = self.settings.test_folder.strip("/")

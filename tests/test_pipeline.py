@@ -133,7 +133,7 @@ def test_unknown_label_id_and_wrong_type_fail_the_event_only(env):
         assert s.query(Label).count() == 1
 
 
-def test_a_document_stored_by_another_worker_meanwhile_is_read_on_the_second_try(env):
+def test_a_document_stored_by_another_worker_meanwhile_is_read_on_the_second_try(env, monkeypatch):
     """Two workers fetch the same new document at once: the one whose insert loses on the unique key rolls back
     and reads the winner's row (CI saw DetachedInstanceError here: the retry used the rolled-back session's
     project)."""
@@ -154,11 +154,8 @@ def test_a_document_stored_by_another_worker_meanwhile_is_read_on_the_second_try
                 s.add(Document(project_id=pid, platform_id=docid, text=text, text_hash="x"))
         return text
 
-    client.get_text = get_text_while_another_worker_stores_it
-    try:
-        assert deliver(store, loop, pid, d) == f"labelled {str(truth[d]).lower()}"
-    finally:
-        del client.get_text
+    monkeypatch.setattr(client, "get_text", get_text_while_another_worker_stores_it)
+    assert deliver(store, loop, pid, d) == f"labelled {str(truth[d]).lower()}"
     assert raced == [d]
     with store.session() as s:
         assert len(s.scalars(select(Document).where(Document.platform_id == d)).all()) == 1
