@@ -5,16 +5,17 @@ with python-dotenv first); tests build ``Settings(...)`` directly.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from annotation_client import platform_class
+from annotation_client.labelstudio import OWNER as LABELSTUDIO_OWNER  # noqa: F401 - kept for callers
 from model.names import FAMILIES, STRATEGIES
 
-
-LABELSTUDIO_OWNER = "ls"  # Label Studio projects have no owner: stored as ls/<project id>
 PRIMARY_METRICS = ("f1_macro", "f1_micro", "f1_weighted", "accuracy", "mcc", "f1")
 
 
@@ -37,16 +38,9 @@ class ProjectSpec:
 
     @classmethod
     def parse(cls, spec: str, platform: str = "tagtog") -> "ProjectSpec":
-        if platform == "labelstudio":  # "<project id>[:<Choices name>]"
-            pid, _, control = spec.strip().partition(":")
-            if not pid.strip().isdigit():
-                raise ValueError(f"Label Studio project must look like <id>[:<Choices name>], got {spec!r}")
-            return cls(platform, LABELSTUDIO_OWNER, str(int(pid)), control.strip())
-        path, _, label = spec.strip().partition(":")
-        owner, sep, name = path.partition("/")
-        if not sep or not owner or not name:
-            raise ValueError(f"project must look like owner/name[:label], got {spec!r}")
-        return cls(platform, owner, name, label)
+        """``spec`` as the platform writes its projects (tagtog ``owner/name[:label]``, Label Studio
+        ``<id>[:<Choices name>]``)."""
+        return cls(platform, *platform_class(platform).parse_project_spec(spec))
 
 
 ENV_EXAMPLE = Path(__file__).resolve().parent / ".env.example"
@@ -174,16 +168,6 @@ class Settings:
         """Every project served, on every platform."""
         return self.tagtog_projects + self.labelstudio_projects
 
-    def client_kwargs(self, platform: str) -> dict[str, Any]:
-        """Constructor arguments of ``platform``'s client (annotation_client.make_client)."""
-        if platform == "tagtog":
-            return {"base_url": self.tagtog_base_url, "username": self.tagtog_username,
-                    "password": self.tagtog_password, "timeout": self.tagtog_timeout, "retries": self.tagtog_retries}
-        if platform == "labelstudio":
-            return {"base_url": self.labelstudio_url, "token": self.labelstudio_token,
-                    "timeout": self.labelstudio_timeout, "retries": self.labelstudio_retries}
-        raise ValueError(f"unknown platform {platform!r}")
-
     def required_secrets(self) -> dict[str, int]:
         """Setting -> minimum length, for the credentials production mode needs with this configuration."""
         need = {name: MIN_SECRET_CHARS for name in _OWN_SECRETS}
@@ -289,3 +273,27 @@ class Settings:
         except re.error as exc:
             raise ValueError(f"setting AL_REGEX does not compile: {exc}") from None
         return s
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def setup_logging(level: str, fmt: str = "text") -> None:
+    """Configure the root logger once per process (web, worker, ML backend, CLI): ``fmt`` "text" for people or
+    "json" (one object per line, python-json-logger) for log shippers (LOG_LEVEL, LOG_FORMAT)."""
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        from pythonjsonlogger.json import JsonFormatter  # noqa: PLC0415
+
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
+                                           rename_fields={"asctime": "time", "levelname": "level",
+                                                          "name": "logger"}))
+    else:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.prelabel = True  # type: ignore[attr-defined]
+    root = logging.getLogger()
+    for h in list(root.handlers):  # ours from an earlier call; other handlers (pytest's, a host's) stay
+        if getattr(h, "prelabel", False):
+            root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(level)

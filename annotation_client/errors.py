@@ -36,3 +36,19 @@ def json_of(r: Any, what: str) -> Any:
         return r.json()
     except ValueError as exc:
         raise MalformedAnswer(r.status_code, f"{what}: the answer is not valid JSON ({exc})") from None
+
+
+class WebhookRejected(Exception):
+    """A webhook delivery refused before anything is stored: the HTTP status (401 credentials, 400 payload) and a
+    message for the sender, plus headers to answer with (``WWW-Authenticate``)."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+class EventRejected(Exception):
+    """The document an event names cannot be used as it is (unknown label id, wrong value type, a label the
+    scheme lacks): the event fails with this message; nothing else is affected."""

@@ -1,4 +1,9 @@
-"""HTTP client for Label Studio's REST API (shared/docs/labelstudio.md §1, §3, §4).
+"""Label Studio: the HTTP client of its REST API (shared/docs/labelstudio.md §1, §3, §4), and
+``LabelStudioPlatform``, prelabel's platform interface over it.
+
+Webhook bodies are never trusted for labels: an event only names a task, and the worker reads the task back from
+Label Studio with prelabel's own token. A replayed, forged or out-of-order webhook therefore converges to what
+Label Studio holds.
 
 Authentication: a legacy API token (``Authorization: Token <key>``), or a personal access token (a JWT refresh
 token), exchanged at ``/api/token/refresh/`` for an access token that lives 5 minutes and is renewed on expiry or
@@ -8,16 +13,25 @@ backoff (tenacity); 4xx answers raise at once.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import logging
 import threading
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import requests
 
-from .errors import AuthError, NotFound, PlatformError, json_of
+from formats.errors import FormatError
+from formats.labelstudio import (LabelConfig, build_prediction, model_version_name, parse_label_config,
+                                 parse_webhook, task_label)
+
+from .base import Ignored, Listed, Plan, Platform, ProjectRef, Reading, Scheme, Suggestion, WebhookEvent, rejected
+from .errors import AuthError, EventRejected, NotFound, PlatformError, json_of
 from .transport import send
+
+OWNER = "ls"  # Label Studio projects have no owner: stored as ls/<project id>
 
 logger = logging.getLogger(__name__)
 
@@ -122,3 +136,179 @@ class LabelStudioClient:
     def set_model_version(self, project_id: int, model_version: str) -> None:
         """Select the model version whose predictions the UI shows (it must already have predictions)."""
         self._request("PATCH", f"/api/projects/{int(project_id)}/", json={"model_version": model_version})
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+class LabelStudioPlatform(Platform):
+    """Label Studio projects: webhooks with a secret header (sent once, 1 s timeout, no retries: the periodic
+    reconciliation takes over what is lost), ground truth from each task's latest annotation under the project's
+    label config, pre-labels as predictions with ``model_version`` (they never overwrite annotations)."""
+
+    name = "labelstudio"
+    noun = "task"
+    client_class = LabelStudioClient
+    listing_is_complete = True  # the export lists every task: one missing was deleted
+    retrain_on_scheme_change = True
+
+    def __init__(self, client: LabelStudioClient, *, webhook_secret: str = "",
+                 webhook_header: str = "X-Prelabel-Secret", max_webhook_bytes: int | None = None) -> None:
+        super().__init__(client)
+        self.webhook_secret, self.webhook_header = webhook_secret, webhook_header
+        self.max_webhook_bytes = max_webhook_bytes  # TASKS_CREATED carries every imported task
+        self._configs: dict[int, LabelConfig] = {}  # re-read on PROJECT_UPDATED, at each reconcile, on unknown choices
+
+    @classmethod
+    def from_settings(cls, settings: Any, client: Any = None) -> "LabelStudioPlatform":
+        s = settings
+        client = client or LabelStudioClient(s.labelstudio_url, s.labelstudio_token, timeout=s.labelstudio_timeout,
+                                             retries=s.labelstudio_retries)
+        return cls(client, webhook_secret=s.labelstudio_webhook_secret, webhook_header=s.labelstudio_webhook_header,
+                   max_webhook_bytes=s.labelstudio_max_body_bytes)
+
+    @staticmethod
+    def parse_project_spec(spec: str) -> tuple[str, str, str]:
+        pid, _, control = spec.strip().partition(":")  # "<project id>[:<Choices name>]"
+        if not pid.strip().isdigit():
+            raise ValueError(f"Label Studio project must look like <id>[:<Choices name>], got {spec!r}")
+        return OWNER, str(int(pid)), control.strip()
+
+    def describe_value(self, value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    def not_served(self, owner: str, project: str) -> str:
+        return (f"Label Studio project {project} is not served by this prelabel (add its id to "
+                "LABELSTUDIO_PROJECTS)")
+
+    # -- webhooks --------------------------------------------------------------------------------------------
+    def secret_ok(self, headers: Mapping[str, str]) -> bool:
+        """True when no secret is configured, or the configured header carries it (constant-time compare)."""
+        if not self.webhook_secret:
+            return True
+        got = headers.get(self.webhook_header) or ""
+        return hmac.compare_digest(got.encode("utf-8", "replace"), self.webhook_secret.encode("utf-8"))
+
+    def verify_webhook(self, headers: Mapping[str, str]) -> None:
+        if not self.secret_ok(headers):
+            raise rejected(401, f"webhook secret missing or wrong (header {self.webhook_header})")
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent | Ignored:
+        """Skipped annotations (``was_cancelled`` or an empty result) are not labels and are ignored when created.
+        Deliveries are de-duplicated by annotation id and ``updated_at``; bulk imports (TASKS_CREATED) become one
+        reconcile of the project, coalesced while one is waiting."""
+        try:
+            hook = parse_webhook(body)
+        except FormatError as exc:
+            raise rejected(400, str(exc)) from None
+        if hook.project_id is None:
+            return Ignored(f"action {hook.action} is not used by prelabel")
+        pid = hook.project_id
+        once = False
+        if hook.action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
+            if hook.skipped and hook.action == "ANNOTATION_CREATED":
+                return Ignored("skipped task (was_cancelled or empty result): not a label", OWNER, str(pid))
+            kind, ref, once = hook.action, str(hook.task_id), True
+            key = _key("labelstudio", pid, "annotation", hook.annotation_id, hook.updated_at)
+        elif hook.action == "ANNOTATIONS_DELETED":
+            ref = "annotations:" + ",".join(str(i) for i in sorted(hook.annotation_ids))
+            kind, once = hook.action, True
+            key = _key("labelstudio", pid, "deleted", sorted(hook.annotation_ids))
+            if len(ref) > 600:  # too many ids to keep on the event: compare everything instead
+                kind, ref, once = "reconcile", "*", False
+                key = _key("labelstudio", pid, "reconcile")
+        elif hook.action == "TASKS_CREATED":  # imported tasks may carry annotations, which send no other event
+            kind, ref, key = "reconcile", "*", _key("labelstudio", pid, "reconcile")
+        elif hook.action == "PROJECT_UPDATED":
+            kind, ref = hook.action, "*"
+            key = _key("labelstudio", pid, "project", hashlib.sha256(hook.label_config.encode()).hexdigest())
+        else:  # START_TRAINING
+            kind, ref, key = hook.action, "*", _key("labelstudio", pid, "train")
+        return WebhookEvent(OWNER, str(pid), ref, kind, key, once=once)
+
+    def plan_event(self, kind: str, ref: str, member: str) -> Plan:
+        if kind in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
+            return Plan("read", (ref,))
+        if kind == "ANNOTATIONS_DELETED":
+            return Plan("read_annotated", annotation_ids=tuple(i for i in ref.removeprefix("annotations:").split(",")
+                                                               if i))
+        if kind == "reconcile":
+            return Plan("reconcile")
+        if kind == "PROJECT_UPDATED":
+            return Plan("refresh_scheme")
+        if kind == "START_TRAINING":
+            return Plan("retrain")
+        raise EventRejected(f"unknown Label Studio event kind {kind!r}")
+
+    # -- label definitions -----------------------------------------------------------------------------------
+    def config(self, project: ProjectRef, refresh: bool = False) -> LabelConfig:
+        if refresh or project.id not in self._configs:
+            ls_id = int(project.name)
+            answer = self.client.get_project(ls_id)
+            try:
+                self._configs[project.id] = parse_label_config(answer.get("label_config") or "", project.label_name)
+            except FormatError as exc:
+                raise EventRejected(f"Label Studio project {ls_id}: {exc}") from None
+        return self._configs[project.id]
+
+    def read_scheme(self, project: ProjectRef, refresh: bool = False) -> Scheme:
+        """``single`` (one class per task, binary or multiclass) or ``multilabel`` (choice="multiple")."""
+        cfg = self.config(project, refresh)
+        record = {"label_id": cfg.from_name, "label_type": "multilabel" if cfg.multiple else "enum",
+                  "label_ids": [[c, c] for c in cfg.choices]}
+        if cfg.multiple:
+            return Scheme("multilabel", cfg.choices, cfg.choices, "boolean", record=record)
+        return Scheme("single", (cfg.from_name,), (cfg.from_name,), "enum", record=record)
+
+    def allowed_classes(self, project: ProjectRef, scheme: Scheme) -> set[str] | None:
+        return set(self.config(project).choices)
+
+    # -- documents -------------------------------------------------------------------------------------------
+    def _reading(self, task: Mapping[str, Any], cfg: LabelConfig) -> Reading:
+        tl = task_label(task, cfg)
+        return Reading(str(tl.task_id), tl.value, tl.who, str(tl.annotation_id) if tl.annotation_id else None,
+                       tl.text, tl.invalid)
+
+    def read_document(self, project: ProjectRef, doc_id: str, scheme: Scheme) -> Reading:
+        return self._reading(self.client.get_task(int(doc_id)), self.config(project))
+
+    def read_text(self, project: ProjectRef, doc_id: str, need_folder: bool) -> tuple[str, str | None]:
+        return self.read_document(project, doc_id, self.read_scheme(project)).text or "", None
+
+    def list_documents(self, project: ProjectRef) -> Iterable[Listed]:
+        return self.list_labelled(project, self.read_scheme(project)).values()
+
+    def list_labelled(self, project: ProjectRef, scheme: Scheme) -> dict[str, Listed]:
+        """Every task with its annotations, in one export call; a task that cannot be read is listed as invalid."""
+        cfg = self.config(project)
+        out: dict[str, Listed] = {}
+        for task in self.client.export_tasks(int(project.name)):
+            try:
+                r = self._reading(task, cfg)
+            except FormatError as exc:
+                tid = task.get("id") if isinstance(task, Mapping) else None
+                logger.warning("Label Studio project %s: task %s unreadable: %s", project.name, tid, exc)
+                if isinstance(tid, int) and not isinstance(tid, bool):
+                    out[str(tid)] = Listed(str(tid), reading=Reading(str(tid), None, invalid=str(exc)))
+                continue
+            out[r.doc_id] = Listed(r.doc_id, reading=r)
+        return out
+
+    # -- writes ----------------------------------------------------------------------------------------------
+    def upload_prelabels(self, project: ProjectRef, scheme: Scheme, suggestions: Sequence[Suggestion],
+                         version: int, still_wanted: Callable[[str], bool],
+                         uploaded: Callable[[Sequence[Suggestion]], None]) -> int:
+        """All chosen tasks in one call, then the version is selected in the project so annotators see it. Label
+        Studio keeps earlier predictions beside it."""
+        todo = [s for s in suggestions if still_wanted(s.doc_id)]
+        if not todo:
+            return 0
+        cfg = self.config(project)
+        mv = model_version_name(version)
+        ls_id = int(project.name)
+        n = self.client.create_predictions(ls_id, [build_prediction(cfg, s.value, s.prob, mv, int(s.doc_id))
+                                                   for s in todo])
+        self.client.set_model_version(ls_id, mv)
+        uploaded(todo)
+        return n

@@ -62,7 +62,7 @@ def uncached(clf: Any) -> None:
 def run_one(family: str, dataset: str, max_train: int) -> dict[str, Any]:
     """Train ``family`` on ``dataset`` and measure it; runs in a child process."""
     from model.factory import load_classifier, make_classifier  # noqa: PLC0415
-    from pipeline import save_version  # noqa: PLC0415
+    from model.factory import save_version  # noqa: PLC0415
 
     from sklearn.model_selection import train_test_split  # noqa: PLC0415
 
@@ -103,7 +103,7 @@ def run_one(family: str, dataset: str, max_train: int) -> dict[str, Any]:
 
 
 def run_auto(families: list[str], dataset: str, max_train: int, margin: float = 0.01) -> dict[str, Any]:
-    """The service's choice among ``families`` and their ensemble (pipeline.Loop.train's rule), on the test split."""
+    """The service's choice among ``families`` and their ensemble (worker.loop.training's rule), on the test split."""
     from sklearn.model_selection import train_test_split  # noqa: PLC0415
 
     from model.ensemble import best_ensemble  # noqa: PLC0415

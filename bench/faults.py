@@ -361,7 +361,7 @@ def write_fault(kind: str, work: Path) -> dict[str, Any]:
     """Train a champion in-process, then make writing the next version fail: ``disk-full`` (the file system
     answers ENOSPC halfway through the model file) or ``db-locked`` (another connection holds the SQLite
     database locked while the version is recorded). Returns what the failed run left."""
-    import pipeline  # noqa: PLC0415
+    from worker.loop import Loop, ModelWriteError, training  # noqa: PLC0415
     from emulator.tagtog import EmulatorServer, TagtogEmulator  # noqa: PLC0415
     from annotation_client import TagtogClient  # noqa: PLC0415
     from config import ProjectSpec, Settings  # noqa: PLC0415
@@ -382,7 +382,7 @@ def write_fault(kind: str, work: Path) -> dict[str, Any]:
     store = Store(cfg.db_url, busy_timeout_s=1.0)
     store.create_all()
     pid = store.ensure_project("tagtog", "alice", "spam")
-    loop = pipeline.Loop(cfg, store, lambda _: TagtogClient(server.url, "alice", "pw", retries=1, backoff=0.01))
+    loop = Loop(cfg, store, lambda _: TagtogClient(server.url, "alice", "pw", retries=1, backoff=0.01))
     try:
         for i, (docid, spam) in enumerate(docs.items()):
             requests.post(f"{server.url}/-emulator/annotate", auth=("alice", "pw"), timeout=10, json={
@@ -390,8 +390,8 @@ def write_fault(kind: str, work: Path) -> dict[str, Any]:
             eid, _ = store.record_event(project_id=pid, platform="tagtog", doc_id=docid, member="master",
                                         source="GUI", kind="updated", dedup_key=docid)
             store.claim_event(eid)
-            loop.process_event(eid)
-        first = loop.train(pid)
+            loop.ingest.process_event(eid)
+        first = loop.training.train(pid)
         champion_before = store.project_summary(pid)["champion"]["version"]
         restore: Callable[[], None]
         if kind == "disk-full":
@@ -403,7 +403,7 @@ def write_fault(kind: str, work: Path) -> dict[str, Any]:
             QuickClassifier.save = full_disk  # type: ignore[method-assign]
             restore = lambda: setattr(QuickClassifier, "save", original)  # noqa: E731
         else:
-            original_save = pipeline.save_version
+            original_save = training.save_version
             holder: list[sqlite3.Connection] = []
 
             def save_then_lock(*args: Any, **kwargs: Any) -> Path:
@@ -412,17 +412,17 @@ def write_fault(kind: str, work: Path) -> dict[str, Any]:
                 conn.execute("BEGIN EXCLUSIVE")  # e.g. a backup or a migration holding the database
                 holder.append(conn)
                 return folder
-            pipeline.save_version = save_then_lock
+            training.save_version = save_then_lock
 
             def restore() -> None:
-                pipeline.save_version = original_save
+                training.save_version = original_save
                 for c in holder:
                     c.rollback()
                     c.close()
         error = ""
         try:
-            loop.train(pid)
-        except pipeline.ModelWriteError as exc:
+            loop.training.train(pid)
+        except ModelWriteError as exc:
             error = str(exc)
         finally:
             restore()
@@ -435,7 +435,7 @@ def write_fault(kind: str, work: Path) -> dict[str, Any]:
         loadable = load_classifier(champion["path"]) is not None
         store.fail_orphan_versions(pid, older_than_s=0)  # what the next sweep or run does (after 60 s / 10 min)
         later = store.list_models(pid)
-        after = loop.train(pid)  # once the fault is gone, training goes on
+        after = loop.training.train(pid)  # once the fault is gone, training goes on
 
         def row(vs: list[dict[str, Any]]) -> dict[str, Any] | None:
             return next(({"version": v["version"], "status": v["status"], "reason": v["reason"], "path": v["path"]}

@@ -138,7 +138,7 @@ def run(examples: int, work: Path) -> dict[str, Any]:
     web_port, ml_port = free_port(), free_port()
     procs = []
     try:
-        for name, port, target in (("web", web_port, "app:create_app()"), ("ml", ml_port, "ml_backend:create_app()")):
+        for name, port, target in (("web", web_port, "app:create_app()"), ("ml", ml_port, "web.ml_backend:create_app()")):
             log = open(work / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
             procs.append(subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}",
                                            "-w", "2", target], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))

@@ -5,7 +5,7 @@ import io
 
 import pandas as pd
 
-from .tagtog import FormatError
+from .errors import FormatError
 
 
 def parse_corpus(data: bytes, filename: str, text_column: str = "text") -> list[str]:

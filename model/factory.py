@@ -2,19 +2,22 @@
 from __future__ import annotations
 
 import inspect
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .base import TextClassifier, read_json
+from .base import TextClassifier, read_json, write_json
+from .ensemble import EnsembleClassifier
 from .names import FAMILIES
 
 
 def _families() -> dict[str, type[TextClassifier]]:
     from .bert import BertClassifier  # noqa: PLC0415 - keras-hub loads on first fit/load
     from .embed import EmbedClassifier  # noqa: PLC0415 - keras-hub loads on first fit/load
-    from .ensemble import EnsembleClassifier  # noqa: PLC0415
     from .hybrid import HybridClassifier  # noqa: PLC0415 - keras-hub loads on first fit/load
     from .quick import QuickClassifier  # noqa: PLC0415 - scikit-learn loads on first fit/load
     from .rnn import RNNClassifier  # noqa: PLC0415 - light import; Keras itself loads on first fit/load
@@ -46,3 +49,28 @@ def load_classifier(folder: Path) -> TextClassifier:
     if meta.get("thresholds") is not None:
         clf.thresholds_ = np.asarray(meta["thresholds"], dtype="float64")
     return clf
+
+
+def save_version(clf: Any, root: Path, name: str, meta: dict[str, Any]) -> Path:
+    """Write a model version folder atomically: a temporary folder renamed into place, so a crash never leaves
+    half a model. Holds model.h5, vocab.json (RNN) and meta.json."""
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / name
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    try:
+        clf.save(tmp)
+        if getattr(clf, "thresholds_", None) is not None:  # tuned multilabel cut-offs: load_classifier restores them
+            meta = {**meta, "thresholds": [float(t) for t in clf.thresholds_]}
+        write_json(tmp / "meta.json", meta)
+        if final.exists():  # a retried job that crashed after the rename: replace the orphan
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+# the ensemble builds and loads its members through this module (see EnsembleClassifier.make_member)
+EnsembleClassifier.make_member = staticmethod(make_classifier)
+EnsembleClassifier.load_member = staticmethod(load_classifier)

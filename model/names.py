@@ -1,7 +1,7 @@
 """Names that settings and the web API validate against, without importing numpy or Keras."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable, Sequence
 
 STRATEGIES = ("random", "deterministic", "least_confidence", "entropy", "margin", "maxprob")
 UNCERTAINTY = ("least_confidence", "entropy", "margin")
@@ -23,3 +23,18 @@ def class_name(value: object) -> str:
     import json  # noqa: PLC0415
 
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def classes_of(ys: Sequence[Any]) -> list[str]:
+    """The sorted classes of label rows: names, or tuples of names (multilabel)."""
+    out: set[str] = set()
+    for y in ys:
+        out.update(y if isinstance(y, tuple) else (y,))
+    return sorted(out)
+
+
+def class_value(name: str, label_type: str | None) -> Any:
+    """Inverse of class_name, by the label's type."""
+    import json  # noqa: PLC0415
+
+    return json.loads(name) if label_type == "boolean" else name

@@ -37,7 +37,7 @@ class CliError(Exception):
 
 
 def _loop(settings: Any) -> Any:
-    from pipeline import Loop  # noqa: PLC0415 - imports numpy/sklearn; --help stays fast
+    from worker.loop import Loop  # noqa: PLC0415 - imports numpy/sklearn; --help stays fast
     from storage import Store  # noqa: PLC0415
 
     return Loop(settings, Store(settings.db_url).prepare(settings.projects))
@@ -224,7 +224,7 @@ def cmd_export(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
                 raise
             logger.warning("no champion yet: exporting labels only")
         else:
-            clf = loop._classifier(pid, vid)
+            clf = loop.classifier(pid, vid)
             proba = predict_batched(clf, df.text.tolist(), args.progress, f"v{version}")
             df = pd.concat([df, prediction_columns(clf, proba)], axis=1)
             df.insert(len(df.columns), "version", version)
@@ -242,7 +242,7 @@ def cmd_predict(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
     df = read_table(Path(args.file).read_bytes(), Path(args.file).name)
     require_columns(df, args.file, args.text_col)
     vid, version = _version(loop, pid, args.version)
-    clf = loop._classifier(pid, vid)
+    clf = loop.classifier(pid, vid)
     proba = predict_batched(clf, df[args.text_col].astype(str).tolist(), args.progress, f"v{version}")
     out = pd.concat([df.reset_index(drop=True), prediction_columns(clf, proba)], axis=1)
     Path(args.out).write_bytes(write_table(out, args.out))
@@ -259,16 +259,16 @@ def cmd_train(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
         if unknown:
             raise CliError(f"unknown families {unknown}; known: {', '.join(_families())}")
     if not settings_platform_local(loop.store, pid):
-        loop.sync_project(pid)
-    result = loop.train(pid, families=families)
+        loop.sync.sync_project(pid)
+    result = loop.training.train(pid, families=families)
     if result is None:
         raise CliError(f"too few labels to train (need {settings.min_labels} in 2+ classes)")
     uploaded = 0
     if result.champion_id is not None:
         if result.status == "champion":
-            loop.score_pool(pid, result.champion_id)
+            loop.prelabels.score_pool(pid, result.champion_id)
         if not args.no_upload and not settings_platform_local(loop.store, pid):
-            uploaded = loop.prelabel(pid, result.champion_id)
+            uploaded = loop.prelabels.prelabel(pid, result.champion_id)
     return {"project": pid, "version": result.version, "status": result.status,
             "metrics": {k: result.metrics.get(k) for k in ("f1", "f1_macro", "accuracy") if k in result.metrics},
             "pre_labels_uploaded": uploaded}
@@ -288,7 +288,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
     loop = _loop(settings)
     pid = resolve_project(loop.store, args.project)
     vid, version = _version(loop, pid, args.version)
-    clf = loop._classifier(pid, vid)
+    clf = loop.classifier(pid, vid)
     df = read_table(Path(args.file).read_bytes(), Path(args.file).name)
     require_columns(df, args.file, args.text_col, args.label_col)
     multilabel = bool(getattr(clf, "multilabel_", False))
@@ -328,8 +328,8 @@ def cmd_promote(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
     except KeyError as exc:
         raise CliError(str(exc.args[0])) from None
     vid, _ = _version(loop, pid, args.version)
-    scored = loop.score_pool(pid, vid)
-    uploaded = 0 if args.no_upload or settings_platform_local(loop.store, pid) else loop.prelabel(pid, vid)
+    scored = loop.prelabels.score_pool(pid, vid)
+    uploaded = 0 if args.no_upload or settings_platform_local(loop.store, pid) else loop.prelabels.prelabel(pid, vid)
     return {"project": pid, "champion": mv["version"], "pool_scored": scored, "pre_labels_uploaded": uploaded}
 
 
@@ -338,7 +338,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
     pid = resolve_project(loop.store, args.project)
     if settings_platform_local(loop.store, pid):
         raise CliError("a local project has no platform to reconcile with")
-    return {"project": pid, **loop.reconcile(pid)}
+    return {"project": pid, **loop.sync.reconcile(pid)}
 
 
 # -- argument parsing -----------------------------------------------------------------------------------------
@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from config import Settings  # noqa: PLC0415
     from formats.tagtog import FormatError  # noqa: PLC0415
-    from observability import setup_logging  # noqa: PLC0415
+    from config import setup_logging  # noqa: PLC0415
 
     args = build_parser().parse_args(argv)
     if getattr(args, "as_", "x") is None:

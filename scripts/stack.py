@@ -57,7 +57,7 @@ class Stack:
     workers: int = 1  # worker processes (huey_consumer), e.g. 2 sharing a Redis queue
     more_projects: tuple[str, ...] = ()  # further tagtog projects of ``owner``, each loaded with the same export
     tagtog: bool = True  # start the tagtog emulator (False: a Label Studio-only stack)
-    ml_backend: bool = False  # start the Label Studio ML backend (ml_backend.py)
+    ml_backend: bool = False  # start the Label Studio ML backend (web/ml_backend.py)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -97,7 +97,7 @@ class Stack:
             self.start_web()
             if self.ml_backend:
                 ml = self._spawn("ml", [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "-b",
-                                        f"127.0.0.1:{self.ml_port}", "-w", "1", "ml_backend:create_app()"])
+                                        f"127.0.0.1:{self.ml_port}", "-w", "1", "web.ml_backend:create_app()"])
                 wait_http(f"{self.ml_url}/health", 60, ml)
             if self.start_worker:
                 self.start_workers()
@@ -110,7 +110,7 @@ class Stack:
         """``workers`` worker processes (huey_consumer, one thread each)."""
         for i in range(self.workers):
             self._spawn("worker" if i == 0 else f"worker{i + 1}",
-                        [str(BIN / "huey_consumer"), "jobs.huey", "-w", "1", "-q"])
+                        [str(BIN / "huey_consumer"), "worker.jobs.huey", "-w", "1", "-q"])
 
     def start_web(self) -> None:
         web = self._spawn("web", [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "-b",

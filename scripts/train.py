@@ -18,7 +18,7 @@ import pandas as pd
 
 from model.evaluate import evaluate, positive_class, stratified_split
 from model.factory import FAMILIES, make_classifier
-from pipeline import save_version
+from model.factory import save_version
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ def start_loop(emu, tmp_path, project: str, **settings):
     from annotation_client import TagtogClient
     from config import ProjectSpec, Settings
     from emulator.tagtog import EmulatorServer
-    from pipeline import Loop
+    from worker.loop import Loop
     from storage import Store
 
     server = EmulatorServer(emu).start()

@@ -22,7 +22,7 @@ def trained(env, tmp_path):  # noqa: F811
     emu, server, store, loop, pid, truth = env
     loop.settings = loop.settings.with_(warm_min_labels=10_000)
     r = confirm_and_train(env, list(truth)[:200])
-    loop.score_pool(pid, r.champion_id)
+    loop.prelabels.score_pool(pid, r.champion_id)
     app = create_app({"instance_path": loop.settings.instance_path, "admin_token": "adm",
                       "tagtog_projects": (ProjectSpec("tagtog", "alice", "spam"),)})
     calls = {"retrain": [], "refresh": []}
@@ -53,7 +53,7 @@ def test_download_is_one_archive(trained):
 
 def test_promote_and_retrain_need_admin_and_rollback(trained):
     c, loop, pid, calls, _ = trained
-    loop.train(pid)  # v2, a candidate judged against v1
+    loop.training.train(pid)  # v2, a candidate judged against v1
     assert c.post(f"/api/v1/projects/{pid}/versions/1/promote").status_code == 401
     r = c.post(f"/api/v1/projects/{pid}/versions/1/promote", headers=ADMIN, json={"reason": "rollback"})
     assert r.status_code == 200 and r.json["status"] == "champion" and r.json["reason"] == "rollback"
@@ -137,9 +137,9 @@ def test_cross_validation_on_demand(trained):
     assert c.post(f"/api/v1/projects/{pid}/cross-validate?folds=1", headers=ADMIN).status_code == 400
     assert c.post(f"/api/v1/projects/{pid}/cross-validate?folds=5", headers=ADMIN).status_code == 202
     assert cv_calls == [(pid, 5)]
-    r = loop.cross_validate(pid, folds=5)  # what the worker runs
+    r = loop.crossval.run(pid, folds=5)  # what the worker runs
     assert r["folds"] == 5 and len(r["per_fold"]) == 5 and r["n_labels"] == 200
     assert 0.5 < r["f1_macro_mean"] <= 1 and r["f1_macro_std"] >= 0
     assert c.get(f"/api/v1/projects/{pid}/versions/1").json["cv"]["folds"] == 5
     with pytest.raises(ValueError, match="small data"):
-        loop.cross_validate(pid, folds=5, max_labels=100)
+        loop.crossval.run(pid, folds=5, max_labels=100)

@@ -9,7 +9,7 @@ from sklearn.model_selection import train_test_split
 
 from model.bert import BertClassifier
 from model.factory import load_classifier
-from pipeline import save_version
+from model.factory import save_version
 
 from .conftest import SMS_CSV
 

@@ -11,6 +11,7 @@ from dataclasses import fields
 
 import pytest
 
+from annotation_client import make_platform
 from config import ProjectSpec, Settings
 from storage import Event, Store, utcnow
 
@@ -72,7 +73,7 @@ def test_labelstudio_settings_and_env_example_lists_every_setting():
     s = Settings.from_env({"LABELSTUDIO_PROJECTS": "12, 15:sentiment", "LABELSTUDIO_TOKEN": "t"})
     assert s.labelstudio_projects == (ProjectSpec("labelstudio", "ls", "12"),
                                       ProjectSpec("labelstudio", "ls", "15", "sentiment"))
-    assert s.client_kwargs("labelstudio")["token"] == "t" and len(s.projects) == 2
+    assert make_platform("labelstudio", s).client._token == "t" and len(s.projects) == 2
     with pytest.raises(ValueError, match="LABELSTUDIO_PROJECTS.*<id>"):
         Settings.from_env({"LABELSTUDIO_PROJECTS": "alice/spam"})
     example = (ROOT / ".env.example").read_text()

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import requests
 
-from pipeline import is_holdout
+from model.evaluate import is_holdout
 from scripts import cli
 from scripts.stack import Stack
 

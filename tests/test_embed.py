@@ -13,7 +13,7 @@ from sklearn.model_selection import train_test_split
 from config import Settings
 from model.embed import EmbedClassifier
 from model.factory import load_classifier
-from pipeline import save_version
+from model.factory import save_version
 
 from .conftest import SMS_CSV
 
@@ -61,7 +61,7 @@ def test_bad_checkpoint_is_refused_at_configuration(tmp_path):
 def test_the_pool_is_embedded_in_the_background_in_batches(tmp_path, sms):
     from model.checkpoint import default_checkpoint
     from model.embed import Encoder
-    from pipeline import Loop
+    from worker.loop import Loop
     from storage import Document, Store, text_hash
 
     _, te = sms
@@ -76,7 +76,7 @@ def test_the_pool_is_embedded_in_the_background_in_batches(tmp_path, sms):
     loop = Loop(cfg, store)
     encoder = Encoder.get(default_checkpoint(), 128)
     assert len(encoder.pending(texts)) == 30
-    assert loop.embed_pool(pid, batch=20) == 10
-    assert loop.embed_pool(pid, batch=20) == 0 and encoder.pending(texts) == []
+    assert loop.prelabels.embed_pool(pid, batch=20) == 10
+    assert loop.prelabels.embed_pool(pid, batch=20) == 0 and encoder.pending(texts) == []
     loop.settings = cfg.with_(model_families="quick")
-    assert loop.embed_pool(pid) == 0  # nothing to do for families without embeddings
+    assert loop.prelabels.embed_pool(pid) == 0  # nothing to do for families without embeddings

@@ -15,7 +15,7 @@ from model.base import TextClassifier
 from model.ensemble import EnsembleClassifier, best_subset
 from model.factory import load_classifier, make_classifier
 from model.quick import QuickClassifier
-from pipeline import save_version
+from model.factory import save_version
 
 from .conftest import SMS_CSV
 
@@ -145,7 +145,7 @@ def stub_families(monkeypatch):
 
 def _stub_loop(tmp_path: Path, **overrides):
     from config import Settings
-    from pipeline import Loop
+    from worker.loop import Loop
     from storage import Store
 
     cfg = Settings(instance_path=str(tmp_path), model_families="quick,rnn", model_family_every="",
@@ -172,22 +172,22 @@ def test_pipeline_keeps_an_ensemble_that_beats_every_family(tmp_path, stub_famil
     cfg, store, loop = _stub_loop(tmp_path)
     pid = store.ensure_project("tagtog", "alice", "spam")
     _label(store, pid, 120)
-    r = loop.train(pid)
+    r = loop.training.train(pid)
     vs = store.list_models(pid)
     assert [v["family"] for v in vs] == ["quick", "rnn", "ensemble"]
     champ = store.get_version(pid, r.version)
     assert champ["family"] == "ensemble" and champ["status"] == "champion" and champ["f1_macro"] == 1.0
     assert champ["reason"].startswith("best of quick, rnn, ensemble this round")
     assert all(v["status"] == "rejected" and "in the same round" in v["reason"] for v in vs[:2])
-    back = loop._classifier(pid, r.champion_id)
+    back = loop.classifier(pid, r.champion_id)
     assert back.predict(["spam x 3", "ham x 4"]).tolist() == ["spam", "ham"]
     loop._models.clear()
-    assert isinstance(loop._classifier(pid, r.champion_id), EnsembleClassifier)  # loads from its folder
+    assert isinstance(loop.classifier(pid, r.champion_id), EnsembleClassifier)  # loads from its folder
 
     cfg, store, loop = _stub_loop(tmp_path / "off", model_ensemble=False)
     pid = store.ensure_project("tagtog", "alice", "spam")
     _label(store, pid, 120)
-    loop.train(pid)
+    loop.training.train(pid)
     assert [v["family"] for v in store.list_models(pid)] == ["quick", "rnn"]
 
 
@@ -196,7 +196,7 @@ def test_pipeline_notes_an_ensemble_that_is_not_better(tmp_path, monkeypatch, st
     cfg, store, loop = _stub_loop(tmp_path)
     pid = store.ensure_project("tagtog", "alice", "spam")
     _label(store, pid, 120)
-    r = loop.train(pid)
+    r = loop.training.train(pid)
     assert [v["family"] for v in store.list_models(pid)] == ["quick", "rnn"]
     assert "ensemble quick+rnn f1_macro" in store.get_version(pid, r.version)["reason"]
 
@@ -205,7 +205,7 @@ def test_pipeline_notes_an_ensemble_that_is_not_better(tmp_path, monkeypatch, st
 
 def test_a_plateau_family_trains_only_when_the_champion_stops_improving(tmp_path):
     from config import Settings
-    from pipeline import Loop
+    from worker.loop import Loop
     from storage import Store
 
     cfg = Settings(instance_path=str(tmp_path), model_families="quick,bert", model_family_every="bert:plateau",
@@ -214,11 +214,11 @@ def test_a_plateau_family_trains_only_when_the_champion_stops_improving(tmp_path
     assert cfg.plateau_families == ("bert",) and cfg.family_every == {}
     rising = {"scores": [0.70, 0.75, 0.80, 0.85], "trained": {"bert": 1}}
     flat = {"scores": [0.70, 0.80, 0.805, 0.806, 0.807], "trained": {"bert": 1}}
-    assert loop.families_due(1, 500, {}) == ["quick", "bert"]  # the first round trains every family
-    assert loop.families_due(5, 500, rising) == ["quick"]
-    assert loop.plateaued(flat) and not loop.plateaued(rising) and not loop.plateaued({"scores": [0.8] * 3})
-    assert loop.families_due(6, 500, flat) == ["quick", "bert"]
-    assert loop.families_due(6, 500, {**flat, "trained": {"bert": 5}}) == ["quick"]  # at most once per 3 rounds
+    assert loop.training.families_due(1, 500, {}) == ["quick", "bert"]  # the first round trains every family
+    assert loop.training.families_due(5, 500, rising) == ["quick"]
+    assert loop.training.plateaued(flat) and not loop.training.plateaued(rising) and not loop.training.plateaued({"scores": [0.8] * 3})
+    assert loop.training.families_due(6, 500, flat) == ["quick", "bert"]
+    assert loop.training.families_due(6, 500, {**flat, "trained": {"bert": 5}}) == ["quick"]  # at most once per 3 rounds
     for bad in ("bert:sometimes", "bogus:plateau"):
         with pytest.raises(ValueError, match="MODEL_FAMILY_EVERY"):
             Settings.from_env({"MODEL_FAMILY_EVERY": bad})

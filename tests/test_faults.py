@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 import requests
 
-import jobs
+from worker import jobs
 from bench import faults
 from scripts.faultproxy import FaultProxy
 from scripts.labelstudio_server import installed

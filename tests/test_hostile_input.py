@@ -110,8 +110,8 @@ def test_labels_with_unusual_characters_and_odd_texts_train_and_round_trip(tmp_p
             eid, _ = store.record_event(project_id=pid, platform="tagtog", doc_id=docid, member="master",
                                         source="GUI", kind="updated", dedup_key=docid)
             store.claim_event(eid)
-            assert loop.process_event(eid) == f"labelled {c}", docid
-        result = loop.train(pid)
+            assert loop.ingest.process_event(eid) == f"labelled {c}", docid
+        result = loop.training.train(pid)
         assert result is not None and result.status == "champion"
         v = store.get_version(pid, result.version)
         assert sorted(v["classes"]["names"]) == sorted(classes)  # every class name kept exactly
@@ -123,9 +123,9 @@ def test_labels_with_unusual_characters_and_odd_texts_train_and_round_trip(tmp_p
         assert proba.shape == (4, 4) and abs(proba.sum(axis=1) - 1).max() < 1e-5
         assert clf.classes_[int(proba[3].argmax())] == classes[3]
         # pre-labels reach the platform with the exact class names
-        loop.sync_project(pid, force=True)
-        loop.score_pool(pid, result.champion_id)
-        assert loop.prelabel(pid, result.champion_id) > 0
+        loop.sync.sync_project(pid, force=True)
+        loop.prelabels.score_pool(pid, result.champion_id)
+        assert loop.prelabels.prelabel(pid, result.champion_id) > 0
         uploaded = [m["value"] for d in p.docs.values() for m in d.ann.get("master", {}).get("metas", {}).values()
                     if isinstance(m.get("confidence"), dict) and "ml:" in str(m["confidence"].get("who"))]
         assert uploaded and set(uploaded) <= set(classes)

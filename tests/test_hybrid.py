@@ -10,7 +10,7 @@ from sklearn.model_selection import train_test_split
 
 from model.factory import load_classifier, make_classifier
 from model.hybrid import HybridClassifier
-from pipeline import save_version
+from model.factory import save_version
 
 from .conftest import SMS_CSV
 

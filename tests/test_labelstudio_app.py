@@ -11,7 +11,7 @@ import pytest
 
 from app import create_app
 from config import ProjectSpec
-from ml_backend import create_app as create_ml_app
+from web.ml_backend import create_app as create_ml_app
 
 from .conftest import ROOT
 from .test_formats_labelstudio import SPAM, sample
@@ -190,7 +190,7 @@ def test_ml_backend_and_web_never_leak_the_access_token(ml, caplog):
 
 
 def test_web_process_still_never_imports_tensorflow(tmp_path):
-    code = ("import sys, json; from app import create_app; from ml_backend import create_app as ml;"
+    code = ("import sys, json; from app import create_app; from web.ml_backend import create_app as ml;"
             "a = create_app({'instance_path': sys.argv[1]}); m = ml({'instance_path': sys.argv[1]});"
             "m.test_client().get('/health'); m.test_client().post('/setup', json={'project': '1.1'});"
             "print(json.dumps(['tensorflow' in sys.modules, 'keras' in sys.modules]))")

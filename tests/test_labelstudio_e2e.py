@@ -247,7 +247,7 @@ def test_multilabel_project(world):
 def test_malformed_task_json_fails_only_that_event_with_the_reason(world, tmp_path):
     """Label Studio answers a task with a body cut in half (scripts/faultproxy.py in front of the real server):
     the event fails with the reason; the other tasks of the same batch are stored."""
-    import jobs
+    from worker import jobs
     from config import ProjectSpec, Settings
     from scripts.faultproxy import Faults, FaultProxy
     from storage import Store

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
 from config import ProjectSpec
-from observability import setup_logging
+from config import setup_logging
 from scripts.stack import Stack
 from storage import ModelVersion, Project
 

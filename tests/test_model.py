@@ -10,7 +10,7 @@ from model.evaluate import evaluate, positive_class, stratified_split
 from model.factory import load_classifier, make_classifier
 from model.query import least_confidence, query
 from model.rnn import RNNClassifier
-from pipeline import save_version
+from model.factory import save_version
 
 from .conftest import SHARED, SMS_CSV
 

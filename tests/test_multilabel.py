@@ -9,7 +9,7 @@ import requests
 from app import create_app
 from config import ProjectSpec
 from emulator.tagtog import TagtogEmulator
-from pipeline import EventRejected
+from annotation_client import EventRejected
 
 from .conftest import SHARED, start_loop
 
@@ -40,7 +40,7 @@ def confirm(server, store, loop, pid, docid, labels=None, metas=None):
     eid, _ = store.record_event(project_id=pid, platform="tagtog", doc_id=docid, member="master", source="GUI",
                                 kind="updated", dedup_key=f"{docid}-{len(store.list_events(limit=10000))}")
     store.claim_event(eid)
-    return loop.process_event(eid)
+    return loop.ingest.process_event(eid)
 
 
 def test_multilabel_loop(emo):
@@ -50,8 +50,8 @@ def test_multilabel_loop(emo):
         out = confirm(server, store, loop, pid, d, {e: e in truth[d] for e in EMOTIONS})
         assert out.startswith("labelled"), out
     assert store.project_summary(pid)["label"]["scheme"] == "multilabel"
-    loop.sync_project(pid, force=True)
-    r = loop.train(pid)
+    loop.sync.sync_project(pid, force=True)
+    r = loop.training.train(pid)
     assert r is not None and r.status == "champion"
     v = store.get_version(pid, 1)
     m = v["metrics"]
@@ -60,7 +60,7 @@ def test_multilabel_loop(emo):
     # it learned: better than the best constant answer (the most frequent label for every document) on the same
     # validation documents, and it finds the clearest label ("thanks" -> gratitude)
     from model.evaluate import evaluate_multilabel
-    from pipeline import is_holdout
+    from model.evaluate import is_holdout
 
     val = [truth[d] for d in docids[:1800] if is_holdout(d, loop.settings.holdout_fraction)]
     assert len(val) == m["n"]
@@ -70,7 +70,7 @@ def test_multilabel_loop(emo):
     assert m["f1_macro"] >= constant["f1_macro"] + 0.1, (m["f1_macro"], constant["f1_macro"])
     assert m["per_class"]["gratitude"]["f1"] >= 0.3, m["per_class"]["gratitude"]
 
-    n = loop.prelabel(pid, r.champion_id)
+    n = loop.prelabels.prelabel(pid, r.champion_id)
     assert n == 5
     ups = [e for e in emu.log if e["kind"] == "annotations" and not e.get("gui")]
     for e in ups:
@@ -83,7 +83,7 @@ def test_multilabel_loop(emo):
         from storage import Upload
         assert {u.strategy for u in s.query(Upload)} == {"least_confidence"}
 
-    loop.score_pool(pid, r.champion_id)
+    loop.prelabels.score_pool(pid, r.champion_id)
     app = create_app({"instance_path": loop.settings.instance_path,
                       "tagtog_projects": (ProjectSpec("tagtog", "alice", "emo"),)})
     body = app.test_client().get(f"/api/v1/projects/{pid}/next?strategy=entropy&n=4").json
@@ -102,7 +102,7 @@ def test_multilabel_value_of_wrong_type_fails_the_event(emo):
 def test_configured_list_and_unknown_names(emo, tmp_path):
     emu, server, store, loop, pid, truth = emo
     store.ensure_project("tagtog", "alice", "emo", "gratitude+love")
-    assert loop.resolve_scheme(pid).names == ("gratitude", "love")
+    assert loop.ingest.scheme(pid).names == ("gratitude", "love")
     store.ensure_project("tagtog", "alice", "emo", "gratitude+hate")
     with pytest.raises(EventRejected, match="hate"):
-        loop.resolve_scheme(pid)
+        loop.ingest.scheme(pid)

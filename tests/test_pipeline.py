@@ -6,10 +6,10 @@ import csv
 import pytest
 import requests
 
-import jobs
+from worker import jobs
 from annotation_client import PlatformUnavailable
 from emulator.tagtog import TagtogEmulator
-from pipeline import EventRejected
+from annotation_client import EventRejected
 from storage import Document, Label, Upload
 
 from .conftest import SMS_CSV, start_loop
@@ -52,7 +52,7 @@ def deliver(store, loop, pid, docid):
     eid, new = store.record_event(project_id=pid, platform="tagtog", doc_id=docid, member="master", source="GUI",
                                   kind="updated", dedup_key=f"{docid}-{len(store.list_events(limit=10000))}")
     assert new and store.claim_event(eid) is not None
-    return loop.process_event(eid)
+    return loop.ingest.process_event(eid)
 
 
 def confirm_and_train(env, docids):
@@ -61,8 +61,8 @@ def confirm_and_train(env, docids):
     for d in docids:
         annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
         deliver(store, loop, pid, d)
-    loop.sync_project(pid, force=True)
-    return loop.train(pid)
+    loop.sync.sync_project(pid, force=True)
+    return loop.training.train(pid)
 
 
 def test_loop_learns_prelabels_and_is_idempotent(env):
@@ -72,17 +72,17 @@ def test_loop_learns_prelabels_and_is_idempotent(env):
         annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
         assert deliver(store, loop, pid, d).startswith("labelled")
     assert deliver(store, loop, pid, docids[0]) == "unchanged"  # the same confirm again changes nothing
-    assert loop.maybe_request_retrain(pid)
+    assert loop.ingest.maybe_request_retrain(pid)
 
-    loop.sync_project(pid, force=True)  # imports the unlabelled pool as candidates
-    result = loop.train(pid)
+    loop.sync.sync_project(pid, force=True)  # imports the unlabelled pool as candidates
+    result = loop.training.train(pid)
     assert result is not None and result.version == 1 and result.mode == "full"
     m = result.metrics
     assert m["n"] >= 30 and m["positive"] == "true"
     # it learned: well above the 75 % of always answering ham, and it finds spam
     assert m["accuracy"] >= 0.85 and m["f1"] >= 0.5, m
 
-    n = loop.prelabel(pid, result.version_id)
+    n = loop.prelabels.prelabel(pid, result.version_id)
     assert n == 5
     ups = [e for e in emu.log if e["kind"] == "annotations" and not e.get("gui")]
     assert len(ups) == 5
@@ -91,7 +91,7 @@ def test_loop_learns_prelabels_and_is_idempotent(env):
         assert meta["confidence"]["who"] == ["ml:prelabel-v1"] and meta["confidence"]["state"] == "pre-added"
         assert 0 < meta["confidence"]["prob"] < 1 and isinstance(meta["value"], bool)
         assert e["anncomplete"] is False and e["docid"] not in docids[:200]  # never a human-labelled doc
-    assert loop.prelabel(pid, result.version_id) == 0  # a retried job does not upload twice
+    assert loop.prelabels.prelabel(pid, result.version_id) == 0  # a retried job does not upload twice
 
     # an annotator reviews one suggestion: keeping it counts as accepted
     e = ups[0]
@@ -102,9 +102,9 @@ def test_loop_learns_prelabels_and_is_idempotent(env):
     assert store.project_summary(pid)["prelabels_reviewed"] == {"accepted": 1, "changed": 0}
 
     # a warm retrain on the grown label set, then its pre-labels
-    r2 = loop.train(pid)
+    r2 = loop.training.train(pid)
     assert r2.version == 2 and r2.mode == "warm"
-    assert loop.prelabel(pid, r2.version_id) == 5
+    assert loop.prelabels.prelabel(pid, r2.version_id) == 5
 
 
 def test_prelabel_never_overwrites_a_human_label(env):
@@ -114,7 +114,7 @@ def test_prelabel_never_overwrites_a_human_label(env):
     # people label every remaining document on the platform without prelabel hearing of it (no webhook)
     for d in docids[40:]:
         annotate(server, d, {"labels": {"isSpam": truth[d]}})
-    assert loop.prelabel(pid, result.version_id) == 0
+    assert loop.prelabels.prelabel(pid, result.version_id) == 0
     assert not [e for e in emu.log if e["kind"] == "annotations" and not e.get("gui")]
 
 
@@ -195,14 +195,14 @@ def test_corpus_samples_are_uploaded_once(env, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(f"URGENT! claim your prize number {i} now, call 0800" for i in range(30)))
     loop.settings = loop.settings.with_(corpus_path=str(corpus))  # no sync: the pool is unknown, only the corpus
-    result = loop.train(pid)
-    assert loop.prelabel(pid, result.version_id) == 5
+    result = loop.training.train(pid)
+    assert loop.prelabels.prelabel(pid, result.version_id) == 5
     created = [e for e in emu.log if e["kind"] == "created" and e["filename"].startswith("prelabel-")]
     assert len(created) == 5
     with store.session() as s:
         assert s.query(Document).filter_by(source="corpus").count() == 5
-    r2 = loop.train(pid)
-    loop.prelabel(pid, r2.version_id)  # the five already uploaded are platform documents now, not corpus rows
+    r2 = loop.training.train(pid)
+    loop.prelabels.prelabel(pid, r2.version_id)  # the five already uploaded are platform documents now, not corpus rows
     created2 = [e for e in emu.log if e["kind"] == "created" and e["filename"].startswith("prelabel-")]
     assert len({e["filename"] for e in created2}) == len(created2)
 
@@ -235,7 +235,7 @@ def test_platform_unavailable_propagates(env):
                                 source="GUI", kind="updated", dedup_key="k2")
     store.claim_event(eid)
     with pytest.raises(PlatformUnavailable):
-        loop.process_event(eid)
+        loop.ingest.process_event(eid)
     emu.faults = []
 
 
@@ -247,7 +247,7 @@ def test_prelabel_skips_a_document_whose_save_is_pending(env):
     for d in docids[40:]:
         store.record_event(project_id=pid, platform="tagtog", doc_id=d, member="master", source="GUI",
                            kind="updated", dedup_key=f"pending-{d}")
-    assert loop.prelabel(pid, result.version_id) == 0
+    assert loop.prelabels.prelabel(pid, result.version_id) == 0
 
 
 def test_retrain_every_n_labels_and_coalescing(env):
@@ -257,13 +257,13 @@ def test_retrain_every_n_labels_and_coalescing(env):
     for d in (d1, d2):
         annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
         deliver(store, loop, pid, d)
-        assert not loop.maybe_request_retrain(pid)  # fewer than 3 new labels
+        assert not loop.ingest.maybe_request_retrain(pid)  # fewer than 3 new labels
     annotate(server, d3, {"labels": {"isSpam": truth[d3]}, "confirm": True})
     deliver(store, loop, pid, d3)
-    assert loop.maybe_request_retrain(pid)  # the third label asks for a retrain: enqueue one
+    assert loop.ingest.maybe_request_retrain(pid)  # the third label asks for a retrain: enqueue one
     annotate(server, d4, {"labels": {"isSpam": truth[d4]}, "confirm": True})
     deliver(store, loop, pid, d4)
-    assert not loop.maybe_request_retrain(pid)  # already requested: coalesced into that run, not enqueued again
+    assert not loop.ingest.maybe_request_retrain(pid)  # already requested: coalesced into that run, not enqueued again
     assert store.take_retrain_request(pid) and not store.take_retrain_request(pid)
 
 
@@ -281,18 +281,18 @@ def test_gating_rejects_worse_promotes_better_and_rolls_back(env, monkeypatch):
         return good(family, **{**params, "epochs": 1, "min_steps": 1, "max_epochs": 1})
 
     monkeypatch.setattr(factory, "make_classifier", crippled)
-    v2 = loop.train(pid)
+    v2 = loop.training.train(pid)
     assert v2.status == "rejected" and v2.champion_id == v1.version_id
     d2 = store.get_version(pid, 2)
     assert d2["status"] == "rejected" and "< champion v1's" in d2["reason"] and "same" in d2["reason"]
     with store.session() as s:
         assert s.get(Project, pid).champion_id == v1.version_id
     monkeypatch.setattr(factory, "make_classifier", good)
-    v3 = loop.train(pid)
+    v3 = loop.training.train(pid)
     assert v3.status == "champion" and ">= champion v1's" in store.get_version(pid, 3)["reason"]
     assert store.get_version(pid, 1)["status"] == "retired"
     # pre-labels come from the champion
-    assert loop.prelabel(pid, v3.champion_id) == 5
+    assert loop.prelabels.prelabel(pid, v3.champion_id) == 5
     who = {e["metas"]["m_1"]["confidence"]["who"][0] for e in emu.log if e["kind"] == "annotations" and not e.get("gui")}
     assert who == {"ml:prelabel-v3"}
     # rollback in one call
@@ -321,7 +321,7 @@ def test_version_records_every_metric_and_loss_curves(env):
 
 
 def test_split_is_stable_as_documents_are_added():
-    from pipeline import is_holdout
+    from model.evaluate import is_holdout
 
     first = [f"a{i:05d}-{i}.txt" for i in range(2000)]
     before = {d: is_holdout(d, 0.2) for d in first}
@@ -336,7 +336,7 @@ def test_scheme_change_during_training_rejects_the_candidate(env, monkeypatch):
     emu, server, store, loop, pid, truth = env
     confirm_and_train(env, list(truth)[:120])
     calls = {"n": 0}
-    real = loop._training_rows
+    real = loop.training.training_rows
 
     def rows_with_a_new_class(project_id, allowed=None):  # the read after training sees a class born meanwhile
         calls["n"] += 1
@@ -345,8 +345,8 @@ def test_scheme_change_during_training_rejects_the_candidate(env, monkeypatch):
             rows = rows + [("new-doc", "brand new", "maybe", False)]
         return rows, max_label
 
-    monkeypatch.setattr(loop, "_training_rows", rows_with_a_new_class)
-    r = loop.train(pid)
+    monkeypatch.setattr(loop.training, "training_rows", rows_with_a_new_class)
+    r = loop.training.train(pid)
     assert r.status == "rejected" and "scheme changed while training" in store.get_version(pid, 2)["reason"]
     assert store.retrain_pending(pid)  # a new run follows
 
@@ -382,20 +382,20 @@ def test_new_class_forces_a_retrain_and_removed_option_is_not_trained(news_env):
     two = [d for d, lab in truth.items() if lab == "World"][:15] + [d for d, lab in truth.items() if lab == "Sports"][:15]
     for d in two:
         assert _confirm(server, store, loop, pid, d, truth[d]).startswith("labelled"), d
-    assert not loop.maybe_request_retrain(pid) or store.take_retrain_request(pid)  # first model: no champion yet
-    r1 = loop.train(pid)
+    assert not loop.ingest.maybe_request_retrain(pid) or store.take_retrain_request(pid)  # first model: no champion yet
+    r1 = loop.training.train(pid)
     assert r1.status == "champion" and store.get_version(pid, 1)["classes"]["names"] == ["Sports", "World"]
     business = next(d for d, lab in truth.items() if lab == "Business")
     assert _confirm(server, store, loop, pid, business, "Business") == "labelled Business"
-    assert loop.maybe_request_retrain(pid)  # 1 new label < RETRAIN_EVERY=100, but a new class extends the scheme
+    assert loop.ingest.maybe_request_retrain(pid)  # 1 new label < RETRAIN_EVERY=100, but a new class extends the scheme
     for d in [d for d, lab in truth.items() if lab == "Business"][1:12]:
         _confirm(server, store, loop, pid, d, "Business")
-    r2 = loop.train(pid)
+    r2 = loop.training.train(pid)
     assert store.get_version(pid, 2)["classes"]["names"] == ["Business", "Sports", "World"]
     assert "scheme changed" in store.get_version(pid, 2)["reason"] and r2.status == "champion"
     # the platform removes the option Business: it stops being trained on
     emu.projects[("alice", "news")].labels["m_1"].options = ("World", "Sports")
-    loop.train(pid)
+    loop.training.train(pid)
     assert store.get_version(pid, 3)["classes"]["names"] == ["Sports", "World"]
 
 
@@ -410,7 +410,7 @@ def test_test_folder_is_scored_but_never_trained_or_selected(env):
     v = store.get_version(pid, r.version)
     assert v["test_metrics"]["dataset"] == "test" and v["test_metrics"]["n"] == 50
     assert v["n_labels"] == 150  # train + validation exclude the test set
-    loop.prelabel(pid, r.champion_id)
+    loop.prelabels.prelabel(pid, r.champion_id)
     ups = {e["docid"] for e in emu.log if e["kind"] == "annotations" and not e.get("gui")}
     assert ups and not ups & set(docids[150:200])
 
@@ -422,21 +422,21 @@ def test_reconcile_recovers_what_webhooks_missed(env):
     for d in docids[:3]:
         annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
         deliver(store, loop, pid, d)
-    loop.sync_project(pid, force=True)
+    loop.sync.sync_project(pid, force=True)
     for d in docids[3:6]:  # confirmed while prelabel was not listening
         annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
-    r = loop.reconcile(pid)
+    r = loop.sync.reconcile(pid)
     assert (r["labels_added"], r["labels_changed"], r["labels_removed"], r["recovered"]) == (3, 0, 0, 3)
     annotate(server, docids[0], {"labels": {"isSpam": truth[docids[0]]}, "confirm": False})  # unconfirmed
     annotate(server, docids[1], {"labels": {"isSpam": not truth[docids[1]]}, "confirm": True})  # changed
     loop.client("tagtog").delete("alice", "spam", docids[2])
-    r = loop.reconcile(pid)
+    r = loop.sync.reconcile(pid)
     assert (r["labels_added"], r["labels_changed"], r["labels_removed"]) == (0, 1, 2)
     with store.session() as s:
         from storage import current_labels
         now = {d.platform_id: v for d, v, _ in current_labels(s, pid)}
     assert set(now) == set(docids[1:2] + docids[3:6]) and now[docids[1]] == str(not truth[docids[1]]).lower()
-    assert loop.reconcile(pid)["recovered"] == 0  # nothing left to take over
+    assert loop.sync.reconcile(pid)["recovered"] == 0  # nothing left to take over
     assert store.project_summary(pid)["last_reconcile"]["recovered"] == 0
 
 
@@ -446,8 +446,8 @@ def test_each_family_competes_and_expensive_ones_run_less_often(env):
     for d in list(truth)[:120]:
         annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
         deliver(store, loop, pid, d)
-    loop.sync_project(pid, force=True)
-    r = loop.train(pid)
+    loop.sync.sync_project(pid, force=True)
+    r = loop.training.train(pid)
     vs = store.list_models(pid)
     assert [v["family"] for v in vs] == ["quick", "rnn"]  # round 1: every family
     champ = [v for v in vs if v["status"] == "champion"]
@@ -455,10 +455,10 @@ def test_each_family_competes_and_expensive_ones_run_less_often(env):
     assert len(champ) == 1 and len(loser) == 1 and r.version == champ[0]["version"]
     assert champ[0]["f1_macro"] >= loser[0]["f1_macro"] - 0.01 and "in the same round" in loser[0]["reason"]
     assert champ[0]["reason"].startswith("best of quick, rnn this round")
-    assert loop.prelabel(pid, r.champion_id) == 5  # pre-labels come from whichever family won
-    loop.train(pid)
+    assert loop.prelabels.prelabel(pid, r.champion_id) == 5  # pre-labels come from whichever family won
+    loop.training.train(pid)
     assert [v["family"] for v in store.list_models(pid)][2:] == ["quick"]  # round 2: rnn is not due
-    loop.train(pid)
+    loop.training.train(pid)
     assert [v["family"] for v in store.list_models(pid)][3:] == ["quick", "rnn"]
     with pytest.raises(ValueError, match="MODEL_FAMILIES"):
         from config import Settings
@@ -472,8 +472,8 @@ def test_bert_is_deferred_to_its_own_queue(env):
     for d in list(truth)[:60]:
         annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
         deliver(store, loop, pid, d)
-    loop.sync_project(pid, force=True)
-    r = loop.train(pid, defer=jobs.OWN_QUEUE)
+    loop.sync.sync_project(pid, force=True)
+    r = loop.training.train(pid, defer=jobs.OWN_QUEUE)
     assert r.deferred == ("bert",) and [v["family"] for v in store.list_models(pid)] == ["quick"]
     jobs.configure(loop.settings, store, lambda _: loop.client("tagtog"))
     out = jobs.train_family.call_local(pid, "quick")  # the same task, with a family that trains in a second
@@ -494,7 +494,7 @@ def test_a_family_that_cannot_train_leaves_the_others(env, monkeypatch):
     def broken(self, *a, **k):
         raise ValueError("the texts have no words or characters to learn from")
     monkeypatch.setattr(QuickClassifier, "fit", broken)
-    r = loop.train(pid)
+    r = loop.training.train(pid)
     v = store.get_version(pid, r.version)
     assert v["family"] == "rnn" and v["status"] == "champion"
     assert "quick could not train (the texts have no words" in v["reason"]
@@ -506,8 +506,8 @@ def test_rounds_record_the_champion_score_for_the_plateau_rule(env):
     for d in list(truth)[:60]:
         annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
         deliver(store, loop, pid, d)
-    loop.train(pid)
-    loop.train(pid)
+    loop.training.train(pid)
+    loop.training.train(pid)
     from storage import ModelVersion, Project
 
     with store.session() as s:

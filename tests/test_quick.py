@@ -10,7 +10,7 @@ from sklearn.model_selection import train_test_split
 
 from model.factory import load_classifier, make_classifier
 from model.quick import QuickClassifier
-from pipeline import save_version
+from model.factory import save_version
 
 from .conftest import SHARED, SMS_CSV
 
@@ -87,16 +87,16 @@ def test_quick_learns_from_texts_without_word_tokens():
 
 def test_families_due_each_round_and_cold_start(tmp_path):
     from config import Settings
-    from pipeline import Loop
+    from worker.loop import Loop
     from storage import Store
 
     cfg = Settings(instance_path=str(tmp_path), model_families="quick,rnn,embed",
                    model_family_every="rnn:3,embed:5", cold_start_labels=200)
     loop = Loop(cfg, Store(cfg.db_url))
-    assert loop.families_due(1, 50) == ["embed", "quick", "rnn"]  # cold start: embed first (wins ties)
-    assert loop.families_due(2, 50) == ["embed", "quick"]  # ... and every round
-    assert loop.families_due(2, 500) == ["quick"]
-    assert loop.families_due(4, 500) == ["quick", "rnn"]
-    assert loop.families_due(6, 500) == ["quick", "embed"]
+    assert loop.training.families_due(1, 50) == ["embed", "quick", "rnn"]  # cold start: embed first (wins ties)
+    assert loop.training.families_due(2, 50) == ["embed", "quick"]  # ... and every round
+    assert loop.training.families_due(2, 500) == ["quick"]
+    assert loop.training.families_due(4, 500) == ["quick", "rnn"]
+    assert loop.training.families_due(6, 500) == ["quick", "embed"]
     loop.settings = cfg.with_(model_families="rnn", model_family_every="rnn:3")
-    assert loop.families_due(2, 500) == ["rnn"]  # never nothing
+    assert loop.training.families_due(2, 500) == ["rnn"]  # never nothing

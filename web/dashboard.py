@@ -18,8 +18,9 @@ from typing import Any
 from flask import Blueprint, current_app, render_template, request
 from sqlalchemy import func, select
 
-from api import ApiError
 from storage import Document, Event, ModelVersion, Project, Store
+
+from .api import ApiError
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates")
 RECENT_EVENTS = 25
@@ -74,7 +75,7 @@ def _false_predictions(s: Any, project_id: int, metrics: dict[str, Any]) -> list
 
 @bp.get("/projects/<int:project_id>")
 def project(project_id: int) -> Any:
-    import plots  # noqa: PLC0415 - matplotlib loads on the first page view, not at start-up
+    from . import plots  # noqa: PLC0415 - matplotlib loads on the first page view, not at start-up
 
     settings = current_app.extensions["prelabel.settings"]
     summary = _store().project_summary(project_id)

@@ -1,7 +1,4 @@
-"""Logs and Prometheus metrics for the web process, the ML backend and the worker.
-
-Logs: ``LOG_FORMAT=json`` writes one JSON object per line (python-json-logger), for log shippers; ``text`` (the
-default) is for people.
+"""Prometheus metrics for the web process and the ML backend (logs: config.setup_logging).
 
 Metrics (``GET /metrics``, Prometheus text format):
 
@@ -13,35 +10,19 @@ Metrics (``GET /metrics``, Prometheus text format):
 """
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 from typing import Any, Iterator
 
-from sqlalchemy import func, select
+from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy import func, select, text
 
 from storage import Event, ModelVersion, Project, Store
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+from .api import ApiError
 
-
-def setup_logging(level: str, fmt: str = "text") -> None:
-    """Configure the root logger once per process: ``fmt`` "text" or "json" (one object per line)."""
-    handler = logging.StreamHandler()
-    if fmt == "json":
-        from pythonjsonlogger.json import JsonFormatter  # noqa: PLC0415
-
-        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
-                                           rename_fields={"asctime": "time", "levelname": "level",
-                                                          "name": "logger"}))
-    else:
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    handler.prelabel = True  # type: ignore[attr-defined]
-    root = logging.getLogger()
-    for h in list(root.handlers):  # ours from an earlier call; other handlers (pytest's, a host's) stay
-        if getattr(h, "prelabel", False):
-            root.removeHandler(h)
-    root.addHandler(handler)
-    root.setLevel(level)
+from config import setup_logging  # noqa: F401 - logging is shared by every process; kept here for callers
 
 
 class StoreCollector:
@@ -140,3 +121,30 @@ class Metrics:
         store_registry = CollectorRegistry(auto_describe=False)
         store_registry.register(self.store_collector)
         return body + generate_latest(store_registry), CONTENT_TYPE_LATEST
+
+
+logger = logging.getLogger(__name__)
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/metrics")
+def metrics() -> Any:
+    """Prometheus text format (this module's docstring says what each metric means)."""
+    token = current_app.extensions["prelabel.settings"].metrics_token
+    if token:
+        auth = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(auth.encode(), f"Bearer {token}".encode()):
+            raise ApiError(401, "metrics need Authorization: Bearer <METRICS_TOKEN>")
+    body, content_type = current_app.extensions["prelabel.metrics"].render()
+    return body, 200, {"Content-Type": content_type}
+
+
+@bp.get("/healthz")
+def healthz() -> Any:
+    try:
+        with current_app.extensions["prelabel.store"].engine.connect() as c:
+            c.execute(text("SELECT 1"))
+    except Exception:
+        logger.exception("health check: database unreachable")
+        return jsonify(status="error", database="unreachable"), 503
+    return jsonify(status="ok", database="ok"), 200

@@ -1,0 +1,319 @@
+"""The queue (Huey) and its tasks: the worker's entry point.
+
+    huey_consumer worker.jobs.huey -w 1      (``jobs.huey``, the name before worker/, still works)
+
+Tasks take ids and re-read state from the database. Huey stores its queue in a SQLite file in the instance
+folder by default (no server to run), or in Redis when QUEUE_URL=redis://... . The web process imports this
+module only to enqueue; the training code (and TensorFlow) is imported inside the tasks.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import socket
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from huey import Huey, RedisHuey, SqliteHuey, crontab
+from huey.exceptions import TaskLockedException
+
+from config import Settings
+from storage import Store
+
+logger = logging.getLogger(__name__)
+
+SETTINGS = Settings.load()
+
+
+def make_huey(settings: Settings, name: str = "prelabel") -> Huey:
+    """The queue ``name``: on Redis (QUEUE_URL=redis://...) or in a SQLite file in the instance folder."""
+    if settings.queue_url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisHuey(name, url=settings.queue_url, results=False)
+    if settings.queue_url and not settings.queue_url.startswith("sqlite"):
+        raise ValueError(f"QUEUE_URL must be redis://... or empty (SQLite), got {settings.queue_url.split(':')[0]}:")
+    path = settings.queue_url.removeprefix("sqlite:///") if settings.queue_url else str(
+        Path(settings.instance_path) / "queue.db")
+    if name != "prelabel":
+        path = str(Path(path).with_name(f"{Path(path).stem}-{name.removeprefix('prelabel-')}{Path(path).suffix}"))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # results=False: outcomes live in the events table; stored task results would only grow the queue file
+    return SqliteHuey(name, filename=path, results=False)
+
+
+huey = make_huey(SETTINGS)
+# bert fine-tuning has its own queue, so a GPU worker can take it while CPU workers do the rest:
+#     huey_consumer jobs.huey_bert -w 1
+huey_bert = make_huey(SETTINGS, "prelabel-bert")
+OWN_QUEUE = ("bert",)
+# in training_runs: which worker trained (host:pid:incarnation; a restarted container may reuse host and pid)
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+STALE_RUN_S = 6 * 3600  # a run of a worker on another machine, unfinished this long, is taken as interrupted
+_loop: Any = None
+
+
+def configure(settings: Settings, store: Store | None = None, client_factory: Callable[[str], Any] | None = None) -> Any:
+    """Build the worker's Loop (tests call this to inject settings or a client)."""
+    global _loop
+    from worker.loop import Loop  # noqa: PLC0415
+
+    store = (store or Store(settings.db_url)).prepare(settings.projects)
+    _loop = Loop(settings, store, client_factory)
+    return _loop
+
+
+def get_loop() -> Any:
+    return _loop if _loop is not None else configure(SETTINGS)
+
+
+@huey.on_startup()
+@huey_bert.on_startup()
+def warm_up() -> None:
+    """Import Keras once per worker, so the first retrain after a confirm does not pay ~3 s for it."""
+    from observability import setup_logging  # noqa: PLC0415
+
+    setup_logging(SETTINGS.log_level, SETTINGS.log_format)
+    get_loop()
+    recover_interrupted()
+    if SETTINGS.worker_warm_up:
+        from model.rnn import _keras  # noqa: PLC0415
+
+        _keras()
+
+
+@huey.task()
+def process_event(event_id: int) -> str:
+    """Fetch the confirmed document an event names, store its label, and ask for a retrain when due."""
+    from annotation_client import EventRejected, PlatformError, PlatformUnavailable  # noqa: PLC0415
+    from formats.errors import FormatError  # noqa: PLC0415
+
+    loop = get_loop()
+    ev = loop.store.claim_event(event_id)
+    if ev is None:
+        return "not queued (already processed or taken)"
+    try:
+        outcome = loop.ingest.process_event(event_id)
+    except PlatformUnavailable as exc:
+        delay = min(15 * 2 ** (ev.attempts - 1), 900)  # 15 s, 30 s, ... 15 min; never given up on
+        logger.warning("event %d: platform unavailable, retry in %ds: %s", event_id, delay, exc)
+        loop.store.requeue_event(event_id, str(exc), delay)
+        process_event.schedule((event_id,), delay=delay)
+        return "retry scheduled"
+    except (EventRejected, PlatformError, FormatError) as exc:
+        logger.warning("event %d failed: %s", event_id, exc)
+        loop.store.finish_event(event_id, "failed", error=str(exc))
+        return "failed"
+    except Exception as exc:  # a bug: keep the event visible as failed, retryable via the API
+        logger.exception("event %d: unexpected error", event_id)
+        loop.store.finish_event(event_id, "failed", error=f"internal error ({type(exc).__name__}); see worker log")
+        return "failed"
+    loop.store.finish_event(event_id, "done", outcome)
+    from worker.loop.ingest import RETRAIN_REQUESTED  # noqa: PLC0415
+
+    # START_TRAINING or a changed label config set the retrain flag themselves
+    if loop.ingest.maybe_request_retrain(ev.project_id) or outcome.endswith(RETRAIN_REQUESTED):
+        retrain(ev.project_id)
+    return outcome
+
+
+@huey.task(retries=3, retry_delay=60)
+def retrain(project_id: int) -> str:
+    """Retrain and pre-label. One run per project at a time across every worker on every machine (Huey's task
+    lock lives in the queue's store: Redis, or the SQLite queue file); requests arriving meanwhile are coalesced
+    into one more run (the project's retrain flag), not queued one by one. Each run is a row in training_runs."""
+    loop = get_loop()
+    runs = 0
+    try:
+        with huey.lock_task(f"retrain-{project_id}"):
+            while (run_id := loop.store.begin_run(project_id, WORKER_ID)) is not None:
+                runs += 1
+                outcome = "failed"
+                try:
+                    loop.sync.sync_project(project_id)
+                    result = loop.training.train(project_id, defer=OWN_QUEUE)
+                    outcome = "too few labels" if result is None else f"v{result.version} {result.status}"
+                    for family in result.deferred if result is not None else ():
+                        train_family(project_id, family)
+                    if result is not None and result.champion_id is not None:
+                        if result.status == "champion":
+                            loop.prelabels.score_pool(project_id, result.champion_id)
+                        loop.prelabels.prelabel(project_id, result.champion_id)  # pre-labels come from the champion
+                except Exception as exc:
+                    outcome = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                    loop.store.request_retrain(project_id)  # keep the request; Huey retries this task
+                    raise
+                finally:
+                    loop.store.finish_run(run_id, outcome)
+    except TaskLockedException:
+        return "coalesced into the run in progress"
+    if loop.store.retrain_pending(project_id):  # a request that landed while the lock was being released
+        retrain(project_id)
+    elif {"embed", "hybrid"} & set(loop.settings.families):
+        embed_pool(project_id)
+    return f"{runs} run(s)"
+
+
+@huey.task()
+def embed_pool(project_id: int) -> str:
+    """Embed the project's documents in the background, 512 at a time, for the embed and hybrid families; each
+    batch queues the next, so retrains and events run in between. The cache lives in the worker process."""
+    try:
+        with huey.lock_task(f"embed-{project_id}"):
+            left = get_loop().prelabels.embed_pool(project_id)
+    except TaskLockedException:
+        return "already embedding"
+    if left:
+        embed_pool(project_id)
+    return f"{left} left"
+
+
+@huey_bert.task(retries=2, retry_delay=60)
+def train_family(project_id: int, family: str) -> str:
+    """Train one candidate of ``family`` (bert) on the current labels, on the bert queue's worker, with the cheap
+    families that train every round (so their ensemble can be tried too); gated like any candidate. One at a time
+    per project; requests meanwhile are dropped (the next round asks again)."""
+    loop = get_loop()
+    try:
+        with huey_bert.lock_task(f"{family}-{project_id}"):
+            result = loop.training.train(project_id, families=[family, *loop.training.ensemble_partners(family, OWN_QUEUE)])
+    except TaskLockedException:
+        return f"a {family} training of this project is already running"
+    if result is None:
+        return "too few labels"
+    if result.status == "champion":
+        loop.prelabels.score_pool(project_id, result.champion_id)
+        loop.prelabels.prelabel(project_id, result.champion_id)
+    return f"v{result.version} {result.status}"
+
+
+@huey.task(retries=3, retry_delay=60)
+def refresh_champion(project_id: int) -> str:
+    """After a promotion by hand (rollback): re-score the pool and pre-label with the new champion."""
+    from storage import Project  # noqa: PLC0415
+
+    loop = get_loop()
+    with loop.store.session() as s:
+        champion_id = s.get(Project, project_id).champion_id
+    if champion_id is None:
+        return "no champion"
+    loop.prelabels.score_pool(project_id, champion_id)
+    return f"{loop.prelabels.prelabel(project_id, champion_id)} pre-labels"
+
+
+@huey.task()
+def cross_validate(project_id: int, folds: int) -> str:
+    """k-fold cross-validation on demand; the result lands on the champion version (``cv``)."""
+    try:
+        r = get_loop().crossval.run(project_id, folds)
+    except ValueError as exc:
+        logger.warning("cross-validation of project %d refused: %s", project_id, exc)
+        return str(exc)
+    return f"macro F1 {r['f1_macro_mean']:.3f} +/- {r['f1_macro_std']:.3f}"
+
+
+def worker_dead(worker: str, started_at: datetime) -> bool:
+    """Whether the worker of an unfinished training run is gone: on this machine, its process no longer exists
+    (or its pid now belongs to another incarnation); on another machine, the run is older than STALE_RUN_S."""
+    host, _, rest = worker.partition(":")
+    pid, _, _token = rest.partition(":")
+    if host != socket.gethostname():
+        from storage import utcnow  # noqa: PLC0415
+
+        return (utcnow() - started_at).total_seconds() > STALE_RUN_S
+    if worker == WORKER_ID:
+        return False
+    if pid == str(os.getpid()):  # this pid, another incarnation (a restarted container)
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
+
+
+def recover_interrupted() -> list[int]:
+    """Resume what a killed worker left: its unfinished runs are closed as interrupted, their retrain request
+    restored and their project lock released, then the retrain is queued. Staging folders of model versions it
+    was writing (``.vN.*``, never visible as versions) are removed."""
+    from storage import Project  # noqa: PLC0415
+
+    loop = get_loop()
+    projects = loop.store.recover_runs(worker_dead)
+    with loop.store.session() as s:
+        interrupted = {s.get(Project, p).slug for p in projects}
+    cutoff = time.time() - 3600  # elsewhere, another worker may be writing a fresh one right now
+    for staging in loop.settings.models_path.glob("*/.v*"):
+        if staging.is_dir() and (staging.parent.name in interrupted or staging.stat().st_mtime < cutoff):
+            shutil.rmtree(staging, ignore_errors=True)
+    for project_id in projects:  # after the clean-up: the resumed run writes new staging folders
+        logger.warning("project %d: the training run of a stopped worker was interrupted; resuming it", project_id)
+        huey.lock_task(f"retrain-{project_id}").clear()
+        retrain(project_id)
+    return projects
+
+
+@huey.periodic_task(crontab(minute="*"))
+def sweep() -> None:
+    """Nothing accepted is lost: re-enqueue events whose enqueue went missing, and retrains nobody runs; resume
+    runs whose worker died."""
+    from storage import Project  # noqa: PLC0415
+
+    loop = get_loop()
+    recover_interrupted()
+    for event_id in loop.store.stale_events(older_than_s=600, stuck_processing_s=1800):
+        process_event(event_id)
+    with loop.store.session() as s:
+        pending = [p.id for p in s.query(Project).filter_by(retrain_requested=True)]
+    # a version whose record the database refused (locked) stays "saving" until marked failed here
+    loop.store.fail_orphan_versions(None, older_than_s=600)
+    for pid in pending:
+        retrain(pid)
+
+
+@huey.task(retries=3, retry_delay=60)
+def reconcile(project_id: int) -> str:
+    """Compare the platform with the store and take over what webhooks missed; retrain when labels changed."""
+    loop = get_loop()
+    try:
+        with huey.lock_task(f"reconcile-{project_id}"):  # every worker's scheduler enqueues reconcile_all
+            r = loop.sync.reconcile(project_id)
+    except TaskLockedException:
+        return "a reconcile of this project is already running"
+    if r["recovered"] and loop.ingest.maybe_request_retrain(project_id):
+        retrain(project_id)
+    return f"{r['recovered']} label(s) recovered, {r['new_documents']} new document(s)"
+
+
+@huey.periodic_task(crontab(minute="*"))
+def reconcile_all() -> None:
+    """Every RECONCILE_INTERVAL_S per project: recover labels whose webhook was lost (Label Studio sends each
+    once, with a 1 s timeout) and import documents added without one; also imports new tagtog documents."""
+    from datetime import datetime, timedelta  # noqa: PLC0415
+
+    from storage import Project, utcnow  # noqa: PLC0415
+
+    loop = get_loop()
+    with loop.store.session() as s:
+        due = [p.id for p in s.query(Project) if not p.last_reconcile or datetime.fromisoformat(
+            p.last_reconcile["at"].rstrip("Z")) < utcnow() - timedelta(seconds=loop.settings.reconcile_interval_s)]
+    for pid in due:
+        try:
+            reconcile.call_local(pid)
+        except Exception:
+            logger.exception("reconcile of project %d failed", pid)
+
+
+def enqueue_event(event_id: int) -> None:
+    process_event(event_id)
+
+
+# Tasks queued before the worker moved into worker/ are named "jobs.<task>": an existing queue file (or Redis
+# queue) still runs them. Huey names a task by its module; the registry maps the old names to the same tasks.
+for _queue in (huey, huey_bert):
+    for _name, _task in list(_queue._registry._registry.items()):
+        _queue._registry._registry.setdefault("jobs." + _name.rpartition(".")[2], _task)

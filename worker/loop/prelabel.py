@@ -1,0 +1,192 @@
+"""Pre-labelling: score the pool with the champion, choose documents by active learning, and upload the model's
+label and probability through the platform, so the next annotator starts from a suggestion.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+from sqlalchemy import select
+
+from annotation_client import Suggestion
+from formats.corpus import parse_corpus
+from model.names import class_counts, class_value
+from storage import Document, Event, ModelVersion, Prediction, Upload, current_labels, dumps_value, text_hash
+
+if TYPE_CHECKING:
+    from . import Loop
+
+logger = logging.getLogger(__name__)
+
+
+class Prelabels:
+    def __init__(self, loop: "Loop") -> None:
+        self.loop = loop
+        self._corpus: tuple[float, list[str]] | None = None
+
+    def corpus_texts(self) -> list[str]:
+        path = self.loop.settings.corpus_path
+        if not path:
+            return []
+        mtime = os.path.getmtime(path)
+        if self._corpus is None or self._corpus[0] != mtime:
+            self._corpus = (mtime, parse_corpus(Path(path).read_bytes(), Path(path).name,
+                                                self.loop.settings.corpus_text_column))
+        return self._corpus[1]
+
+    def embed_pool(self, project_id: int, batch: int = 512) -> int:
+        """Embed up to ``batch`` of the project's documents (pool and labelled) that this worker process has not
+        embedded yet, when a listed family uses the embeddings (embed, hybrid); returns how many are left. Run in
+        the background in small batches (jobs.embed_pool), so the retrain that first needs them finds them cached
+        and a confirm arriving meanwhile waits seconds, not minutes."""
+        if not {"embed", "hybrid"} & set(self.loop.settings.families):
+            return 0
+        from model.embed import encoder_for  # noqa: PLC0415
+
+        encoder = encoder_for(self.loop.settings.bert_checkpoint)  # the families' default max_length
+        with self.loop.store.session() as s:
+            texts = list(s.scalars(select(Document.text).where(Document.project_id == project_id)))
+        todo = encoder.pending(texts)
+        if todo:
+            t0 = time.perf_counter()
+            encoder.encode(todo[:batch])
+            logger.info("embedded %d documents in %.1fs; %d left", min(batch, len(todo)), time.perf_counter() - t0,
+                        max(0, len(todo) - batch))
+        return max(0, len(todo) - batch)
+
+    def score_pool(self, project_id: int, version_id: int) -> int:
+        """Store the champion's probabilities for every unlabelled platform document (for ``GET .../next``)."""
+        clf = self.loop.classifier(project_id, version_id)
+        with self.loop.store.session() as s:
+            labelled = {d.id for d, _, _ in current_labels(s, project_id)}
+            docs = [(d.id, d.text) for d in s.scalars(select(Document).where(
+                Document.project_id == project_id, Document.platform_id.is_not(None))) if d.id not in labelled]
+        t0 = time.perf_counter()
+        proba = clf.predict_proba([t for _, t in docs]) if docs else np.zeros((0, len(clf.classes_)))
+        classes = list(clf.classes_)
+        with self.loop.store.session() as s:
+            s.query(Prediction).filter_by(project_id=project_id).delete()
+            s.add_all([Prediction(document_id=d, project_id=project_id, model_version_id=version_id,
+                                  proba={"classes": classes, "p": [round(float(x), 6) for x in row],
+                                         "multilabel": bool(getattr(clf, "multilabel_", False))})
+                       for (d, _), row in zip(docs, proba)])
+        logger.info("scored %d pool documents in %.2fs", len(docs), time.perf_counter() - t0)
+        return len(docs)
+
+    def choose(self, clf: Any, texts: list[str], n: int, counts: dict[str, int]) -> tuple[np.ndarray, np.ndarray, str]:
+        """Pick ``n`` of ``texts`` with the configured strategy; random (within the regex) during cold start,
+        i.e. while some class has fewer than COLD_START_MIN training labels (``counts``)."""
+        from model.query import query  # noqa: PLC0415
+
+        cfg = self.loop.settings
+        proba = clf.predict_proba(texts)
+        strategy = cfg.al_strategy
+        multilabel = bool(getattr(clf, "multilabel_", False))
+        if min(counts.get(c, 0) for c in clf.classes_) < cfg.cold_start_min:
+            strategy = "random"
+        label_index = list(clf.classes_).index(cfg.al_label) if cfg.al_label in clf.classes_ else None
+        if strategy == "maxprob" and label_index is None:
+            strategy = "least_confidence"
+            logger.warning("AL_LABEL %r is not a class %s; using least_confidence", cfg.al_label, list(clf.classes_))
+        idx, scores = query(proba, n, strategy, texts=texts, regex=cfg.al_regex or None, label_index=label_index,
+                            multilabel=multilabel, seed=cfg.model_seed + len(texts))
+        tag = "cold_start:random" if strategy == "random" and cfg.al_strategy != "random" else strategy
+        return idx, np.asarray([proba[i] for i in idx]).reshape(len(idx), -1), tag + (
+            f"[{cfg.al_regex}]" if cfg.al_regex else "")
+
+
+    def prelabel(self, project_id: int, version_id: int) -> int:
+        """Upload PRELABEL_K documents chosen by the strategy, with the champion's label and probability. Returns
+        how many the platform took."""
+        cfg = self.loop.settings
+        clf = self.loop.classifier(project_id, version_id)
+        platform, ref = self.loop.project(project_id)
+        with self.loop.store.session() as s:
+            version = s.get(ModelVersion, version_id).version
+            current = current_labels(s, project_id)
+            labelled = {d.id for d, _, _ in current}
+            counts = class_counts(json.loads(v) for d, v, _ in current if not d.is_test)
+            docs = [(d.id, d.text) for d in s.scalars(select(Document).where(
+                Document.project_id == project_id, Document.platform_id.is_not(None),
+                Document.is_test.is_not(True))) if d.id not in labelled]
+            known_hashes = set(s.scalars(select(Document.text_hash).where(Document.project_id == project_id,
+                                                                          Document.platform_id.is_not(None))))
+            imported = [d.text for d in s.scalars(select(Document).where(  # scripts.cli import, not uploaded yet
+                Document.project_id == project_id, Document.platform_id.is_(None), Document.source == "corpus"))
+                if d.id not in labelled]
+            done = set(s.scalars(select(Upload.document_id).where(Upload.model_version_id == version_id)))
+        corpus = [t for t in dict.fromkeys(imported + self.corpus_texts()) if text_hash(t) not in known_hashes
+                  ] if platform.can_create_documents else []  # elsewhere: import into the platform's project
+        texts = [t for _, t in docs] + corpus
+        if not texts:
+            logger.info("%s/%s: nothing left to pre-label", ref.owner, ref.name)
+            return 0
+        chosen, chosen_proba, strategy = self.choose(clf, texts, cfg.prelabel_k, counts)
+        scheme = self.loop.ingest.scheme(project_id)
+        ours: dict[str, tuple[int, Suggestion]] = {}  # platform doc id -> (document row, suggestion)
+        for i, row in zip(chosen, chosen_proba):
+            if i < len(docs):
+                doc_id = docs[i][0]
+                if doc_id in done:
+                    continue
+                with self.loop.store.session() as s:
+                    key = s.get(Document, doc_id).platform_id
+            else:
+                doc_id, key = self._create_corpus_document(project_id, texts[i])
+            ours[key] = (doc_id, self.suggestion(clf, key, row))
+
+        def record(uploaded: Sequence[Suggestion]) -> None:  # at once: a retried job skips what is done
+            with self.loop.store.session() as s:
+                s.add_all([Upload(project_id=project_id, document_id=ours[u.doc_id][0], model_version_id=version_id,
+                                  value=dumps_value(u.value if isinstance(u.value, list)
+                                                    else class_value(u.value, scheme.type)),
+                                  prob=u.prob, strategy=strategy) for u in uploaded])
+
+        n = platform.upload_prelabels(ref, scheme, [sug for _, sug in ours.values()], version,
+                                      lambda key: not self._save_pending(project_id, key), record)
+        logger.info("%s project %s/%s: %d pre-labels from v%d (%s)", platform.name, ref.owner, ref.name, n, version,
+                    strategy)
+        return n
+
+    @staticmethod
+    def suggestion(clf: Any, key: str, row: np.ndarray) -> Suggestion:
+        """The champion's pre-label of one document from its probabilities."""
+        if getattr(clf, "multilabel_", False):  # every class: set or not, with its own probability
+            marks = tuple((str(c), bool(p >= t), float(p if p >= t else 1.0 - p))
+                          for c, p, t in zip(clf.classes_, row, clf.thresholds()))
+            prob = float(np.mean([m[2] for m in marks])) if marks else 0.5
+            return Suggestion(key, sorted(c for c, on, _ in marks if on), prob, marks)
+        k = int(np.argmax(row))
+        return Suggestion(key, str(clf.classes_[k]), float(row[k]))
+
+    def _save_pending(self, project_id: int, docid: str) -> bool:
+        """A save of this document waits in our queue: a person just touched it, leave it alone."""
+        with self.loop.store.session() as s:
+            return s.scalar(select(Event.id).where(Event.project_id == project_id, Event.doc_id == docid,
+                                                   Event.state.in_(("queued", "processing"))).limit(1)) is not None
+
+    def _create_corpus_document(self, project_id: int, text: str) -> tuple[int, str]:
+        """Upload a corpus sample as a new platform document, exactly once even if the job is retried: the
+        row is written first under a deterministic filename, which finds the document after a crash."""
+        h = text_hash(text)
+        filename = f"prelabel-{h[:16]}.txt"
+        with self.loop.store.session() as s:
+            doc = s.scalar(select(Document).filter_by(project_id=project_id, text_hash=h, source="corpus"))
+            if doc is None:
+                doc = Document(project_id=project_id, platform_id=None, filename=filename, text=text, text_hash=h,
+                               source="corpus")
+                s.add(doc)
+                s.flush()
+            doc_id = doc.id
+            if doc.platform_id:
+                return doc_id, doc.platform_id
+        platform, ref = self.loop.project(project_id)
+        docid = platform.create_document(ref, text, filename)
+        with self.loop.store.session() as s:
+            s.get(Document, doc_id).platform_id = docid
+        return doc_id, docid
