@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from annotation_client import LOCAL
+from annotation_client import LOCAL, platform_class
 
 logger = logging.getLogger("prelabel.cli")
 BATCH = 256  # texts per prediction step: progress moves, memory stays flat
@@ -54,8 +54,9 @@ def resolve_project(store: Any, ref: str, create_local: bool = False) -> int:
                 raise CliError(f"no project with id {ref}")
         return int(ref)
     parts = ref.split("/")
+    creatable = False  # only a local/<name> project is created by the command line
     if parts[0] == LOCAL and len(parts) == 2 and parts[1]:
-        platform, owner, name = LOCAL, LOCAL, parts[1]
+        platform, owner, name, creatable = LOCAL, LOCAL, parts[1], True
     elif len(parts) == 3:
         platform, owner, name = parts
     elif len(parts) == 2:
@@ -63,7 +64,7 @@ def resolve_project(store: Any, ref: str, create_local: bool = False) -> int:
     else:
         raise CliError(f"project {ref!r}: use an id, platform/owner/name, owner/name or local/<name>")
     pid = store.find_project_id(platform, owner, name)
-    if pid is None and create_local and platform == LOCAL:
+    if pid is None and create_local and creatable:
         pid = store.ensure_project(LOCAL, LOCAL, name)
     if pid is None:
         with store.session() as s:
@@ -123,10 +124,11 @@ def cmd_import(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
     added = updated = labelled = skipped = 0
     with store.session() as s:  # one transaction: a bad row leaves nothing imported
         p = s.get(Project, pid)
-        if p.platform == "labelstudio":
-            raise CliError("a Label Studio project reads its tasks and annotations from Label Studio: import the "
-                           "file there (prelabel picks the tasks up by webhook or reconcile)")
-        local = p.platform == LOCAL
+        platform = platform_class(p.platform)
+        if not platform.can_create_documents:
+            raise CliError(f"a {p.platform} project reads its {platform.noun}s and annotations from {p.platform}: "
+                           f"import the file there (prelabel picks the {platform.noun}s up by webhook or reconcile)")
+        local = not platform.lists_documents
         multilabel = args.multilabel or p.label_type == "multilabel"
         if local and args.as_ == "labelled" and not p.label_type:
             p.label_type = "multilabel" if multilabel else "enum"
@@ -176,7 +178,7 @@ def settings_platform_local(store: Any, pid: int) -> bool:
     from storage import Project  # noqa: PLC0415
 
     with store.session() as s:
-        return s.get(Project, pid).platform == LOCAL
+        return not platform_class(s.get(Project, pid).platform).can_upload
 
 
 def _version(loop: Any, pid: int, version: int | None) -> tuple[int, int]:
