@@ -14,7 +14,7 @@ from config import ProjectSpec
 from emulator.tagtog import TagtogEmulator
 
 from .conftest import start_loop
-from .test_app import GUI, HOOK
+from .web.test_webhooks import GUI, HOOK
 
 LS_HOOK = {"action": "ANNOTATION_CREATED", "project": {"id": 3}, "task": {"id": 1},
            "annotation": {"id": 1, "result": [{"from_name": "c", "value": {"choices": ["a"]}}]}}

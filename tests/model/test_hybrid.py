@@ -12,7 +12,7 @@ from model.factory import load_classifier, make_classifier
 from model.hybrid import HybridClassifier
 from model.factory import save_version
 
-from .conftest import SMS_CSV
+from ..conftest import SMS_CSV
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from annotation_client import (AnndocUpload, AuthError, NotFound, PlatformError,
 from emulator.tagtog import EmulatorServer, TagtogEmulator
 from formats.tagtog import with_prelabel
 
-from .conftest import BBC_DIR
+from ..conftest import BBC_DIR
 
 
 @pytest.fixture(scope="module")

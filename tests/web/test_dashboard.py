@@ -17,7 +17,7 @@ from model.evaluate import is_holdout
 from scripts import cli
 from scripts.stack import Stack
 
-from .conftest import ROOT, SMS_CSV
+from ..conftest import ROOT, SMS_CSV
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 ARTIFACTS = ROOT / "test-artifacts"

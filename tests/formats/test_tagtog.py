@@ -10,7 +10,7 @@ from formats.tagtog import (
     ground_truth_labels, has_human_label, parse_annjson, parse_plain_html, parse_webhook, with_prelabel,
 )
 
-from .conftest import BBC_DIR
+from ..conftest import BBC_DIR
 
 ANN_FILES = sorted((BBC_DIR / "ann.json").rglob("*.ann.json"))
 HTML_FILES = sorted((BBC_DIR / "plain.html").rglob("*.plain.html"))

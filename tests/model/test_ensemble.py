@@ -17,7 +17,7 @@ from model.factory import load_classifier, make_classifier
 from model.quick import QuickClassifier
 from model.factory import save_version
 
-from .conftest import SMS_CSV
+from ..conftest import SMS_CSV
 
 
 @pytest.fixture(scope="module")

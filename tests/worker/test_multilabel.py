@@ -11,7 +11,7 @@ from config import ProjectSpec
 from emulator.tagtog import TagtogEmulator
 from annotation_client import EventRejected
 
-from .conftest import SHARED, start_loop
+from ..conftest import SHARED, start_loop
 
 EMOTIONS = ("admiration", "amusement", "gratitude", "love", "neutral")
 

@@ -11,7 +11,7 @@ from model.bert import BertClassifier
 from model.factory import load_classifier
 from model.factory import save_version
 
-from .conftest import SMS_CSV
+from ..conftest import SMS_CSV
 
 pytestmark = pytest.mark.slow
 

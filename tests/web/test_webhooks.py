@@ -10,7 +10,7 @@ import pytest
 from app import create_app
 from config import ProjectSpec
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 HOOK = {"owner": "alice", "project": "spam", "tagtogID": "aAbc-1.txt", "docid": "aAbc-1.txt", "member": "master"}
 GUI = {"X-tagtog-onPushSave-source": "GUI", "X-tagtog-onPushSave-status": "updated"}

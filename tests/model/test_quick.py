@@ -12,7 +12,7 @@ from model.factory import load_classifier, make_classifier
 from model.quick import QuickClassifier
 from model.factory import save_version
 
-from .conftest import SHARED, SMS_CSV
+from ..conftest import SHARED, SMS_CSV
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import pytest
 from app import create_app
 from config import ProjectSpec
 
-from .conftest import ROOT
-from .test_pipeline import confirm_and_train, env, sms_rows  # noqa: F401 - fixtures
+from ..conftest import ROOT
+from ..worker.test_loop import confirm_and_train, env, sms_rows  # noqa: F401 - fixtures
 
 ADMIN = {"Authorization": "Bearer adm"}
 

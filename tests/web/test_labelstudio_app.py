@@ -13,8 +13,8 @@ from app import create_app
 from config import ProjectSpec
 from web.ml_backend import create_app as create_ml_app
 
-from .conftest import ROOT
-from .test_formats_labelstudio import SPAM, sample
+from ..conftest import ROOT
+from ..formats.test_labelstudio import SPAM, sample
 
 SECRET = {"X-Prelabel-Secret": "s3cret"}
 LS = (ProjectSpec.parse("2", "labelstudio"),)

@@ -12,7 +12,7 @@ from emulator.tagtog import TagtogEmulator
 from annotation_client import EventRejected
 from storage import Document, Label, Upload
 
-from .conftest import SMS_CSV, start_loop
+from ..conftest import SMS_CSV, start_loop
 
 N_DOCS = 240
 
@@ -356,7 +356,7 @@ def news_env(tmp_path):
     """An enum label (Category: World|Sports|Business) on AG News texts."""
     import pandas as pd
 
-    from .conftest import SHARED, start_loop
+    from ..conftest import SHARED, start_loop
 
     df = pd.read_csv(SHARED / "data" / "ag_news" / "ag_news_test.csv", keep_default_na=False)
     df = pd.concat([df[df.label == c].head(40) for c in ("World", "Sports", "Business")])

@@ -8,7 +8,7 @@ import pytest
 from formats.labelstudio import (FormatError, build_prediction, model_version_name, parse_label_config,
                                  parse_predict_request, parse_webhook, task_label)
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 SAMPLES = ROOT / "tests" / "samples" / "labelstudio"
 SPAM = ('<View><Text name="text" value="$text"/><Choices name="label" toName="text" choice="single">'

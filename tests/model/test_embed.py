@@ -15,7 +15,7 @@ from model.embed import EmbedClassifier
 from model.factory import load_classifier
 from model.factory import save_version
 
-from .conftest import SMS_CSV
+from ..conftest import SMS_CSV
 
 
 @pytest.fixture(scope="module")

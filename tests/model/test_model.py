@@ -12,7 +12,7 @@ from model.query import least_confidence, query
 from model.rnn import RNNClassifier
 from model.factory import save_version
 
-from .conftest import SHARED, SMS_CSV
+from ..conftest import SHARED, SMS_CSV
 
 
 @pytest.fixture(scope="module")
