@@ -12,23 +12,15 @@ from typing import Any, Mapping
 
 from flask import Flask
 
-from config import Settings, setup_logging
-from storage import Store
 from web import api, dashboard, observability, webhooks
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Application factory: settings from the environment (.env loaded), then ``test_config`` overrides."""
-    settings = Settings.load(test_config)
-    setup_logging(settings.log_level, settings.log_format)
-    app = Flask(__name__)
-    store = Store(settings.db_url).prepare(settings.projects)
-    app.extensions["prelabel.settings"] = settings
-    app.extensions["prelabel.store"] = store
+    app, settings, store = api.new_app(__name__, test_config)
     app.extensions["prelabel.metrics"] = observability.Metrics(store, settings.primary_metric)
     from worker import jobs  # noqa: PLC0415 - the queue only; jobs imports no model code at import time
 
-    app.extensions["prelabel.enqueue"] = jobs.enqueue_event
     app.extensions["prelabel.retrain"] = jobs.retrain
     app.extensions["prelabel.refresh"] = jobs.refresh_champion
     app.extensions["prelabel.cv"] = jobs.cross_validate

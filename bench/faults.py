@@ -19,7 +19,6 @@ and duplicated (lost and duplicated must be 0):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import json
 import logging

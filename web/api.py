@@ -14,13 +14,14 @@ import logging
 import random
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from flask import Blueprint, Request, current_app, jsonify, request, send_file
+from flask import Blueprint, Flask, Request, current_app, jsonify, request, send_file
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy import select
 from werkzeug.routing import IntegerConverter
 
+from config import Settings, setup_logging
 from formats import strictjson
 from model.names import STRATEGIES, class_counts
 from storage import Document, ModelVersion, Prediction, Project, Store, current_labels
@@ -58,6 +59,21 @@ class IdConverter(IntegerConverter):
 
     def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(map, *args, **{**kwargs, "max": min(kwargs.get("max") or MAX_ID, MAX_ID)})
+
+
+def new_app(import_name: str, test_config: Mapping[str, Any] | None = None) -> tuple[Flask, Settings, Store]:
+    """What every prelabel Flask process starts with: settings from the environment (.env loaded), then
+    ``test_config``; logging; the store (tables created, served projects registered); the queue to enqueue on."""
+    settings = Settings.load(test_config)
+    setup_logging(settings.log_level, settings.log_format)
+    app = Flask(import_name)
+    store = Store(settings.db_url).prepare(settings.projects)
+    app.extensions["prelabel.settings"] = settings
+    app.extensions["prelabel.store"] = store
+    from worker import jobs  # noqa: PLC0415 - the queue only; jobs imports no model code at import time
+
+    app.extensions["prelabel.enqueue"] = jobs.enqueue_event
+    return app, settings, store
 
 
 def harden(app: Any, max_body_bytes: int, internal: str = "internal error; see the server log") -> None:

@@ -29,12 +29,12 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 
 from annotation_client import WebhookRejected
 from annotation_client.labelstudio import OWNER as LABELSTUDIO_OWNER
-from config import Settings, setup_logging
+from config import Settings
 from formats.labelstudio import (FormatError, build_prediction, model_version_name, parse_label_config,
                                  parse_predict_request, parse_project_ref, task_text)
 from storage import ModelVersion, Project, Store
 
-from .api import ApiError, harden, require_json
+from .api import ApiError, harden, new_app, require_json
 from .webhooks import receive, web_platform
 
 logger = logging.getLogger(__name__)
@@ -211,16 +211,8 @@ def versions() -> Any:
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """The ML-backend application: settings from the environment (.env loaded), then ``test_config``."""
-    settings = Settings.load(test_config)
-    setup_logging(settings.log_level, settings.log_format)
-    app = Flask(__name__)
-    store = Store(settings.db_url).prepare(settings.projects)
-    app.extensions["prelabel.settings"] = settings
-    app.extensions["prelabel.store"] = store
+    app, settings, store = new_app(__name__, test_config)
     app.extensions["prelabel.champions"] = Champions(store)
-    from worker import jobs  # noqa: PLC0415 - the queue only
-
-    app.extensions["prelabel.enqueue"] = jobs.enqueue_event
     # a predict batch carries every selected task: Label Studio's body limit, not the API's
     harden(app, settings.labelstudio_max_body_bytes, "internal error in prelabel's ML backend; see its log")
     app.register_blueprint(bp)

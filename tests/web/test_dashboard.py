@@ -4,10 +4,8 @@ confusion matrix, false predictions with their (escaped) texts, and the queue; a
 test-artifacts/. Skipped when Chromium is not installed, unless PRELABEL_REQUIRE_CHROMIUM=1 (CI sets it)."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
