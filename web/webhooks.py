@@ -51,15 +51,12 @@ def web_platform(name: str) -> Platform:
     return cache[name]
 
 
-@bp.post("/webhooks/<name>")
 def webhook(name: str) -> Any:
-    if name not in PLATFORMS or not PLATFORMS[name].receives_webhooks:
-        raise ApiError(404, f"no webhook for platform {name!r}; known: "
-                            f"{sorted(n for n, c in PLATFORMS.items() if c.receives_webhooks)}")
+    """``POST /webhooks/<name>``: one route per platform in the registry that receives webhooks (openapi.json)."""
     platform = web_platform(name)
     try:
         platform.verify_webhook(request.headers)
-        require_json()  # both platforms send JSON
+        require_json()  # every platform sends JSON
         if platform.max_webhook_bytes is not None:
             request.max_content_length = platform.max_webhook_bytes
         answer, status = receive(platform, request.headers, request.get_data(cache=False), current_app.extensions[
@@ -67,6 +64,11 @@ def webhook(name: str) -> Any:
     except WebhookRejected as exc:
         raise ApiError(exc.status, exc.message, exc.headers) from None
     return jsonify(answer), status
+
+
+for _name, _cls in PLATFORMS.items():
+    if _cls.receives_webhooks:
+        bp.add_url_rule(f"/webhooks/{_name}", f"{_name}_webhook", webhook, methods=["POST"], defaults={"name": _name})
 
 
 @bp.after_app_request
