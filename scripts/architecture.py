@@ -78,6 +78,28 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
     return out
 
 
+def unresolved(root: Path, files: dict[str, Path]) -> list[str]:
+    """Absolute imports (anywhere, lazy ones included) of a top-level name that neither the checkout nor the
+    installed packages have: e.g. a module that moved, imported inside a function that no test ran."""
+    import importlib.util  # noqa: PLC0415
+
+    tops = {n.split(".")[0] for n in files}
+    out, seen = [], {}
+    for name, f in files.items():
+        if _top(name) in ("tests", "bench"):
+            continue
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            mods = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                    [node.module] if isinstance(node, ast.ImportFrom) and not node.level and node.module else [])
+            for m in mods:
+                top = m.split(".")[0]
+                if top not in seen:
+                    seen[top] = top in tops or top in sys.builtin_module_names or importlib.util.find_spec(top) is not None
+                if not seen[top]:
+                    out.append(f"{f.relative_to(root).as_posix()}:{node.lineno}: import {m}")
+    return out
+
+
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components of more than one module (Tarjan), each sorted."""
     index: dict[str, int] = {}
@@ -162,7 +184,8 @@ def measure(root: Path) -> dict[str, Any]:
     return {"largest": sizes[:8], "top_level_modules": top_level,
             "cycles": cycles({n: d for n, d in graph.items() if _top(n) not in ("tests", "bench")}),
             "layering": layering({n: d for n, d in graph.items() if _top(n) not in TOOLS}),
-            "platform_branches": platform_branches(root, known)}
+            "platform_branches": platform_branches(root, known),
+            "unresolved": unresolved(root, known)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         w(f"  {' <-> '.join(c)}\n")
     w(f"layering violations: {len(m['layering'])}\n")
     for b in m["layering"]:
+        w(f"  {b}\n")
+    w(f"imports of modules that do not exist: {len(m['unresolved'])}\n")
+    for b in m["unresolved"]:
         w(f"  {b}\n")
     w(f"platform branches outside {REGISTRY}: {len(m['platform_branches'])}\n")
     for b in m["platform_branches"]:

@@ -73,7 +73,7 @@ def get_loop() -> Any:
 @huey_bert.on_startup()
 def warm_up() -> None:
     """Import Keras once per worker, so the first retrain after a confirm does not pay ~3 s for it."""
-    from observability import setup_logging  # noqa: PLC0415
+    from config import setup_logging  # noqa: PLC0415
 
     setup_logging(SETTINGS.log_level, SETTINGS.log_format)
     get_loop()
