@@ -203,18 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     for n, f in m["largest"][1:]:
         w(f"  then {f} ({n})\n")
     w(f"top-level modules: {len(m['top_level_modules'])} ({', '.join(m['top_level_modules'])})\n")
-    w(f"import circles: {len(m['cycles'])}\n")
-    for c in m["cycles"]:
-        w(f"  {' <-> '.join(c)}\n")
-    w(f"layering violations: {len(m['layering'])}\n")
-    for b in m["layering"]:
-        w(f"  {b}\n")
-    w(f"imports of modules that do not exist: {len(m['unresolved'])}\n")
-    for b in m["unresolved"]:
-        w(f"  {b}\n")
-    w(f"platform branches outside {REGISTRY}: {len(m['platform_branches'])}\n")
-    for b in m["platform_branches"]:
-        w(f"  {b}\n")
+    for key, title in (("cycles", "import circles"), ("layering", "layering violations"),
+                       ("unresolved", "imports of modules that do not exist"),
+                       ("platform_branches", f"platform branches outside {REGISTRY}")):
+        w(f"{title}: {len(m[key])}\n")
+        for item in m[key]:
+            w(f"  {' <-> '.join(item) if key == 'cycles' else item}\n")
     return 0
 
 

@@ -24,7 +24,8 @@ N_DOCS, N_CONFIRMS = 150, 120  # per project
 if not all(available()):
     if os.environ.get("PRELABEL_REQUIRE_SERVERS") == "1":
         pytest.fail("PRELABEL_REQUIRE_SERVERS=1 but redis-server or PostgreSQL is not installed", pytrace=False)
-    pytest.skip("redis-server and postgresql are not installed", allow_module_level=True)
+    pytest.skip("redis-server and postgresql are not installed (apt-get install redis-server postgresql)",
+                allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
