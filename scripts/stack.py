@@ -59,6 +59,7 @@ class Stack:
     tagtog: bool = True  # start the tagtog emulator (False: a Label Studio-only stack)
     ml_backend: bool = False  # start the Label Studio ML backend (web/ml_backend.py)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    spawned_at: dict[str, float] = field(default_factory=dict)  # name -> time.monotonic() when it was started
 
     def __post_init__(self) -> None:
         self.emu_port, self.web_port, self.ml_port = free_port(), free_port(), free_port()
@@ -81,6 +82,7 @@ class Stack:
         p = subprocess.Popen(cmd, cwd=ROOT, env=env or self.env, stdout=log, stderr=subprocess.STDOUT,
                              start_new_session=True)
         self.procs[name] = p
+        self.spawned_at[name] = time.monotonic()
         return p
 
     def start(self) -> "Stack":
@@ -111,6 +113,20 @@ class Stack:
         for i in range(self.workers):
             self._spawn("worker" if i == 0 else f"worker{i + 1}",
                         [str(BIN / "huey_consumer"), "worker.jobs.huey", "-w", "1", "-q"])
+
+    def wait_ready(self, timeout: float = 120.0) -> dict[str, Any]:
+        """Wait until ``workers`` worker processes report alive in /healthz (their heartbeat); returns its
+        ``workers`` part. Raises TimeoutError (with the worker's log) after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, p in self.procs.items():
+                if name.startswith("worker") and p.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {p.returncode}\n{self.log_tail(name)}")
+            workers = self.api("/healthz")["workers"]
+            if workers["alive"] >= self.workers:
+                return workers
+            time.sleep(0.2)
+        raise TimeoutError(f"no worker ready within {timeout}s\n{self.log_tail('worker')}")
 
     def start_web(self) -> None:
         web = self._spawn("web", [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "-b",

@@ -2,7 +2,7 @@
 ``store`` (``Store``: engine, sessions, atomic operations)."""
 from .store import Store
 from .tables import (Base, Document, Event, InFlight, Label, ModelVersion, Prediction, Project, TrainingRun, Upload,
-                     current_labels, dumps_value, latest_label, text_hash, utcnow)
+                     Worker, current_labels, dumps_value, latest_label, text_hash, utcnow)
 
 __all__ = ["Base", "Document", "Event", "InFlight", "Label", "ModelVersion", "Prediction", "Project", "Store",
-           "TrainingRun", "Upload", "current_labels", "dumps_value", "latest_label", "text_hash", "utcnow"]
+           "TrainingRun", "Upload", "Worker", "current_labels", "dumps_value", "latest_label", "text_hash", "utcnow"]

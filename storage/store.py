@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, event, func, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .tables import (UNSAVED, Base, Document, Event, InFlight, ModelVersion, Project, TrainingRun, Upload,
+from .tables import (UNSAVED, Base, Document, Event, InFlight, ModelVersion, Project, TrainingRun, Upload, Worker,
                      current_labels, utcnow)
 
 logger = logging.getLogger(__name__)
@@ -274,6 +274,38 @@ class Store:
     def retrain_pending(self, project_id: int) -> bool:
         with self.session() as s:
             return bool(s.scalar(select(Project.retrain_requested).where(Project.id == project_id)))
+
+    # -- worker heartbeats
+    def worker_beat(self, worker_id: str, *, queues: str = "", families: str = "", started_at: datetime | None = None,
+                    jobs_done: int | None = None) -> None:
+        """Record that the worker ``worker_id`` is alive (the first beat: it is ready, at ``started_at`` it started).
+        A first beat also forgets workers not seen for a day, so the table stays small."""
+        from datetime import timedelta  # noqa: PLC0415
+
+        from sqlalchemy import delete  # noqa: PLC0415
+
+        now = utcnow()
+        with self.session() as s:
+            w = s.get(Worker, worker_id)
+            if w is None:
+                s.execute(delete(Worker).where(Worker.last_seen < now - timedelta(days=1)))
+                s.add(Worker(id=worker_id, queues=queues[:200], families=families[:200],
+                             started_at=started_at or now, ready_at=now, last_seen=now, jobs_done=jobs_done or 0))
+            else:
+                w.last_seen, w.stopped_at = now, None
+                if jobs_done is not None:
+                    w.jobs_done = jobs_done
+
+    def worker_stopped(self, worker_id: str) -> None:
+        with self.session() as s:
+            w = s.get(Worker, worker_id)
+            if w is not None:
+                w.stopped_at = w.last_seen = utcnow()
+
+    def workers(self, alive_within_s: float) -> list[dict[str, Any]]:
+        """The workers seen in the last day, newest first; ``alive``: seen within ``alive_within_s``, not stopped."""
+        with self.session() as s:
+            return [w.to_dict(alive_within_s) for w in s.scalars(select(Worker).order_by(Worker.ready_at.desc()))]
 
     # -- summaries for the API
     def project_summary(self, project_id: int) -> dict[str, Any] | None:

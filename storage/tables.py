@@ -127,6 +127,31 @@ class TrainingRun(Base):
     outcome: Mapped[str] = mapped_column(String(200), default="")
 
 
+class Worker(Base):
+    """A worker process's heartbeat: written when it is ready to take jobs and every WORKER_HEARTBEAT_S after,
+    so /healthz, the dashboard and the metrics can say whether anyone is working the queue."""
+
+    __tablename__ = "workers"
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # host:pid:incarnation, as in training_runs
+    queues: Mapped[str] = mapped_column(String(200), default="")
+    families: Mapped[str] = mapped_column(String(200), default="")
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)  # the process started
+    ready_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)  # it could take jobs
+    last_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime)  # a clean shutdown; a killed one just goes quiet
+    jobs_done: Mapped[int] = mapped_column(Integer, default=0)
+
+    def to_dict(self, alive_within_s: float) -> dict[str, Any]:
+        age = (utcnow() - self.last_seen).total_seconds()
+        return {"id": self.id, "queues": self.queues.split(",") if self.queues else [],
+                "families": self.families.split(",") if self.families else [],
+                "alive": self.stopped_at is None and age <= alive_within_s, "last_seen": _iso(self.last_seen),
+                "seconds_since_seen": round(age, 1), "started_at": _iso(self.started_at),
+                "ready_at": _iso(self.ready_at), "ready_after_s": round(
+                    (self.ready_at - self.started_at).total_seconds(), 2),
+                "stopped_at": _iso(self.stopped_at), "jobs_done": self.jobs_done}
+
+
 class InFlight(Base):
     """Keys of deliveries accepted but not yet picked up: a duplicate of one of them is not enqueued again."""
 

@@ -1,7 +1,7 @@
 """The dashboard: server-rendered HTML pages with inline SVG plots (plots.py), for people who would rather look at
 pictures than JSON.
 
-    /dashboard                       every project: champion, labels, events
+    /dashboard                       every project: champion, labels, events; the workers and their heartbeats
     /dashboard/projects/<id>         one project: versions, learning curve, loss curves, confusion matrix, false
                                      predictions with their texts, the queue and recent events
     ...?version=<n>                  the same for version n instead of the champion
@@ -46,7 +46,12 @@ def _auth() -> None:
 @bp.get("")
 @bp.get("/")
 def index() -> Any:
-    return render_template("index.html", projects=_store().list_projects())
+    return render_template("index.html", projects=_store().list_projects(), workers=_workers())
+
+
+def _workers() -> list[dict[str, Any]]:
+    """Worker processes seen in the last day (their heartbeats), newest first."""
+    return _store().workers(3 * current_app.extensions["prelabel.settings"].worker_heartbeat_s)
 
 
 def _queue(s: Any, project_id: int) -> dict[str, Any]:
@@ -113,5 +118,8 @@ def project(project_id: int) -> Any:
                 "n_false": len(metrics.get("false_predictions") or []),
             }
         queue = _queue(s, project_id)
+    workers = _workers()
     return render_template("project.html", p=summary, key=key, rows=rows, detail=detail, queue=queue,
+                           workers_alive=sum(w["alive"] for w in workers),
+                           last_seen=max((w["last_seen"] for w in workers), default=None),
                            curve_svg=plots.learning_curve(points, key) if points else None)

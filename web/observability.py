@@ -6,7 +6,8 @@ Metrics (``GET /metrics``, Prometheus text format):
   each worker process counts its own; ``gunicorn.conf.py`` sets ``PROMETHEUS_MULTIPROC_DIR`` so a scrape of any
   worker sums them all.
 * read from the database at scrape time, so they are exact whichever process (web, workers on other machines)
-  did the work: events by state, queue depth, training runs and their duration, champion scores.
+  did the work: events by state, queue depth, training runs and their duration, champion scores, workers alive
+  (their heartbeats) and the seconds since each worker was last seen.
 """
 from __future__ import annotations
 
@@ -25,12 +26,16 @@ from .api import ApiError
 from config import setup_logging  # noqa: F401 - logging is shared by every process; kept here for callers
 
 
+QUEUES = ("prelabel", "prelabel-bert")  # worker/jobs.py's two queues
+
+
 class StoreCollector:
     """Prometheus collector whose figures come from the database at each scrape."""
 
-    def __init__(self, store: Store, primary_metric: str = "f1_macro") -> None:
+    def __init__(self, store: Store, primary_metric: str = "f1_macro", worker_alive_s: float = 30.0) -> None:
         self.store = store
         self.primary_metric = primary_metric
+        self.worker_alive_s = worker_alive_s
 
     def describe(self) -> list[Any]:
         return []  # collected lazily: registering must not query the database
@@ -52,6 +57,16 @@ class StoreCollector:
         score = GaugeMetricFamily("prelabel_champion_score", "The champion's scores on its validation and test "
                                   "sets", labels=["project", "version", "metric", "dataset"])
         labels = GaugeMetricFamily("prelabel_training", "1 while a retrain of the project runs", labels=["project"])
+        alive = GaugeMetricFamily("prelabel_workers_alive", "Worker processes whose heartbeat is recent",
+                                  labels=["queue"])
+        since_seen = GaugeMetricFamily("prelabel_worker_seconds_since_seen", "Seconds since each worker's last heartbeat "
+                                 "(workers seen in the last day)", labels=["worker", "queue"])
+        workers = self.store.workers(self.worker_alive_s)
+        for w in workers:
+            for q in w["queues"]:
+                since_seen.add_metric([w["id"], q], w["seconds_since_seen"])
+        for q in QUEUES:
+            alive.add_metric([q], sum(w["alive"] and q in w["queues"] for w in workers))
         with self.store.session() as s:
             projects = {p.id: p for p in s.scalars(select(Project))}
             slug = {pid: p.slug for pid, p in projects.items()}
@@ -91,13 +106,13 @@ class StoreCollector:
                                 score.add_metric([p.slug, str(mv.version), key, dataset], float(metrics[key]))
         for (name, fam), total in totals.items():
             seconds.add_metric([name, fam], total)
-        yield from (events, processed, depth, runs, seconds, last, score, labels)
+        yield from (events, processed, depth, runs, seconds, last, score, labels, alive, since_seen)
 
 
 class Metrics:
     """The web process's metrics: the webhook counter and the database collector, in one registry."""
 
-    def __init__(self, store: Store, primary_metric: str = "f1_macro") -> None:
+    def __init__(self, store: Store, primary_metric: str = "f1_macro", worker_alive_s: float = 30.0) -> None:
         from prometheus_client import CollectorRegistry, Counter  # noqa: PLC0415
 
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
@@ -105,7 +120,7 @@ class Metrics:
         # in multiprocess mode the counter's values live in files shared by the gunicorn workers
         self.webhooks = Counter("prelabel_webhooks", "Webhooks received, by platform and outcome",
                                 ["platform", "outcome"], registry=None if self.multiprocess else self.registry)
-        self.store_collector = StoreCollector(store, primary_metric)
+        self.store_collector = StoreCollector(store, primary_metric, worker_alive_s)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
@@ -147,4 +162,15 @@ def healthz() -> Any:
     except Exception:
         logger.exception("health check: database unreachable")
         return jsonify(status="error", database="unreachable"), 503
-    return jsonify(status="ok", database="ok"), 200
+    return jsonify(status="ok", database="ok", workers=worker_health()), 200
+
+
+def worker_health() -> dict[str, Any]:
+    """Workers alive (heartbeat within 3 WORKER_HEARTBEAT_S) per queue, and the latest heartbeat. The web
+    process stays healthy without a worker (events wait in the queue), so this informs and does not fail."""
+    settings = current_app.extensions["prelabel.settings"]
+    workers = current_app.extensions["prelabel.store"].workers(3 * settings.worker_heartbeat_s)
+    live = [w for w in workers if w["alive"]]
+    return {"alive": len(live), "queues": {q: sum(q in w["queues"] for w in live) for q in QUEUES},
+            "last_seen": max((w["last_seen"] for w in workers), default=None),
+            "ready_after_s": live[0]["ready_after_s"] if live else None}

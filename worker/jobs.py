@@ -8,11 +8,13 @@ module only to enqueue; the training code (and TensorFlow) is imported inside th
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import secrets
 import shutil
 import socket
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -69,19 +71,121 @@ def get_loop() -> Any:
     return _loop if _loop is not None else configure(SETTINGS)
 
 
-@huey.on_startup()
-@huey_bert.on_startup()
-def warm_up() -> None:
-    """Import Keras once per worker, so the first retrain after a confirm does not pay ~3 s for it."""
+def _process_started() -> datetime:
+    """When this process started (Linux /proc), else now: the heartbeat's ``ready_after_s`` includes imports."""
+    from storage import utcnow  # noqa: PLC0415
+
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rpartition(")")[2].split()[19])
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+        return datetime.utcfromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return utcnow()
+
+
+class Heartbeat:
+    """The worker process's heartbeat in the store (``workers`` table): a first beat once it can take jobs, then
+    one every ``interval_s`` from a daemon thread, and a last one marking it stopped on a clean shutdown. Started
+    once per process however many consumer threads run the start-up hook."""
+
+    def __init__(self, store: Store, worker_id: str, interval_s: float, queues: str, families: str) -> None:
+        self.store, self.worker_id, self.interval_s = store, worker_id, interval_s
+        self.queues, self.families = queues, families
+        self.jobs_done = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.store.worker_beat(self.worker_id, queues=self.queues, families=self.families,
+                               started_at=_process_started())
+        self._thread = threading.Thread(target=self._run, name="prelabel-heartbeat", daemon=True)
+        self._thread.start()
+        logger.info("worker %s ready (queues %s, families %s)", self.worker_id, self.queues, self.families)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.store.worker_beat(self.worker_id, jobs_done=self.jobs_done)
+            except Exception:  # a locked or unreachable database: the next beat tries again
+                logger.warning("heartbeat of worker %s not written", self.worker_id, exc_info=True)
+
+    def stop(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        try:
+            self.store.worker_stopped(self.worker_id)
+        except Exception:
+            logger.warning("could not mark worker %s stopped", self.worker_id, exc_info=True)
+
+
+_heartbeat: Heartbeat | None = None
+_started = threading.Lock()
+
+
+def start_worker(queue: str) -> None:
+    """Once per worker process: logging, the Loop, recovery of a killed worker's runs, then the heartbeat that
+    says the worker is ready. TensorFlow is not imported here: a worker that trains only ``quick`` never loads
+    it, and a Keras family loads it when it first trains or loads a model (WORKER_WARM_UP: in the background)."""
+    global _heartbeat
     from config import setup_logging  # noqa: PLC0415
 
-    setup_logging(SETTINGS.log_level, SETTINGS.log_format)
-    get_loop()
-    recover_interrupted()
-    if SETTINGS.worker_warm_up:
+    with _started:
+        if _heartbeat is not None:
+            return
+        setup_logging(SETTINGS.log_level, SETTINGS.log_format)
+        loop = get_loop()
+        recover_interrupted()
+        _heartbeat = Heartbeat(loop.store, WORKER_ID, SETTINGS.worker_heartbeat_s, queue, SETTINGS.model_families)
+        _heartbeat.start()
+        atexit.register(_heartbeat.stop)  # SIGTERM stops huey's threads without their shutdown hooks
+        if SETTINGS.worker_warm_up:
+            threading.Thread(target=warm_up, name="prelabel-warm-up", daemon=True).start()
+
+
+# huey_consumer consumes one queue per process; each queue's start-up hook names it
+huey.on_startup("start_worker")(lambda: start_worker(huey.name))
+huey_bert.on_startup("start_worker")(lambda: start_worker(huey_bert.name))
+
+
+@huey.post_execute("count_job")
+@huey_bert.post_execute("count_job")
+def count_job(task: Any, value: Any, exc: Exception | None) -> None:
+    """One more job done by this process (reported with the next heartbeat)."""
+    if _heartbeat is not None:
+        _heartbeat.jobs_done += 1
+
+
+@huey.on_shutdown()
+@huey_bert.on_shutdown()
+def stop_worker() -> None:
+    if _heartbeat is not None:
+        _heartbeat.stop()
+
+
+def warm_up() -> None:
+    """Import Keras (and load the sentence encoder) ahead of the first retrain that needs them, in a background
+    thread after the worker is ready; nothing when only ``quick`` is listed."""
+    from model.names import KERAS_FAMILIES  # noqa: PLC0415
+
+    families = set(SETTINGS.families)
+    if not families & set(KERAS_FAMILIES):
+        return
+    t0 = time.monotonic()
+    try:
         from model.rnn import _keras  # noqa: PLC0415
 
         _keras()
+        if families & {"embed", "hybrid"}:
+            from model.embed import encoder_for  # noqa: PLC0415
+
+            encoder_for(SETTINGS.bert_checkpoint)
+    except Exception:  # e.g. the opt-in packages are missing: the family's own training reports it
+        logger.warning("warm-up failed; the first retrain will try again", exc_info=True)
+        return
+    logger.info("warm-up: Keras%s loaded in %.1fs", " and the sentence encoder" if families & {"embed", "hybrid"}
+                else "", time.monotonic() - t0)
 
 
 @huey.task()
