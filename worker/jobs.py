@@ -214,11 +214,13 @@ def process_event(event_id: int) -> str:
         logger.exception("event %d: unexpected error", event_id)
         loop.store.finish_event(event_id, "failed", error=f"internal error ({type(exc).__name__}); see worker log")
         return "failed"
-    loop.store.finish_event(event_id, "done", outcome)
     from worker.loop.ingest import RETRAIN_REQUESTED  # noqa: PLC0415
 
-    # START_TRAINING or a changed label config set the retrain flag themselves
-    if loop.ingest.maybe_request_retrain(ev.project_id) or outcome.endswith(RETRAIN_REQUESTED):
+    # START_TRAINING or a changed label config set the retrain flag themselves. The flag is set before the event
+    # is done, so whoever watches the project (the demo, ops) never sees it idle with a retrain still to come.
+    due = loop.ingest.maybe_request_retrain(ev.project_id) or outcome.endswith(RETRAIN_REQUESTED)
+    loop.store.finish_event(event_id, "done", outcome)
+    if due:
         retrain(ev.project_id)
     return outcome
 

@@ -500,6 +500,24 @@ def test_a_family_that_cannot_train_leaves_the_others(env, monkeypatch):
     assert "quick could not train (the texts have no words" in v["reason"]
 
 
+def test_default_hybrid_without_its_packages_leaves_quick(env, monkeypatch):
+    emu, server, store, loop, pid, truth = env
+    loop.settings = loop.settings.with_(model_families="hybrid,quick")  # the default
+    for d in list(truth)[:60]:
+        annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
+        deliver(store, loop, pid, d)
+    from model import embed, hybrid
+
+    def missing(*a, **k):
+        raise ModuleNotFoundError("No module named 'keras_hub'")
+    monkeypatch.setattr(embed, "encoder_for", missing)
+    monkeypatch.setattr(hybrid, "encoder_for", missing)
+    r = loop.training.train(pid)
+    v = store.get_version(pid, r.version)
+    assert v["family"] == "quick" and v["status"] == "champion"
+    assert "hybrid could not train (No module named 'keras_hub'; install requirements-bert.txt)" in v["reason"]
+
+
 def test_rounds_record_the_champion_score_for_the_plateau_rule(env):
     emu, server, store, loop, pid, truth = env
     loop.settings = loop.settings.with_(model_families="quick")

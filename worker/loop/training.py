@@ -182,9 +182,11 @@ class Training:
             try:
                 clf, mode = self._fit_family(family, x_tr, y_tr, validation,
                                              champion_id if warm_ok and family == champion_family else None)
-            except (ValueError, InterruptedError) as exc:  # e.g. texts with nothing to learn from: the others go on
-                logger.warning("project %s: %s could not train: %s", slug, family, exc)
-                failed.append(f"{family} could not train ({exc})")
+            except (ValueError, InterruptedError, ImportError) as exc:  # e.g. texts with nothing to learn from,
+                # or the keras-hub packages missing for hybrid/embed/bert: the others go on
+                note = f"{exc}; install requirements-bert.txt" if isinstance(exc, ImportError) else str(exc)
+                logger.warning("project %s: %s could not train: %s", slug, family, note)
+                failed.append(f"{family} could not train ({note})")
                 continue
             proba = clf.predict_proba(validation[0]) if validation is not None else None
             if validation is not None:  # multilabel: per-label cut-offs from held-out data (no-op otherwise)
