@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import multiprocessing as mp
 import os
 import statistics
@@ -30,16 +31,18 @@ OUT = Path(__file__).resolve().parent / "out"
 TARGETS = {"rounds": 8, "reviewed_share": 0.60, "unseen_spam_f1": 0.93}
 
 
-def _spin() -> None:
-    while True:
-        pass
+def _spin(parent: int) -> None:
+    """Burn a core until stopped, or until the benchmark that started it is gone (killed)."""
+    while os.getppid() == parent:
+        for _ in range(1_000_000):
+            pass
 
 
 def run_one(seed: int, busy: bool, burners: int, extra: list[str]) -> dict[str, Any]:
     procs = []
     if busy:
         ctx = mp.get_context("spawn")
-        procs = [ctx.Process(target=_spin, daemon=True) for _ in range(burners)]
+        procs = [ctx.Process(target=_spin, args=(os.getpid(),), daemon=True) for _ in range(burners)]
         for p in procs:
             p.start()
     try:
@@ -63,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("demo_args", nargs="*", help="passed on to scripts.demo (after --)")
     args = ap.parse_args(argv)
+    logging.basicConfig(level="INFO", format="%(message)s")  # the demo's live story, round by round
     rows = []
     for mode in args.modes.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):

@@ -119,14 +119,18 @@ def random_start(docids: list[str], truth: dict[str, bool], docs: dict[str, str]
 
 
 def wait_idle(stack: Stack, labels: int, timeout: float) -> dict[str, Any]:
-    """Wait until prelabel stored ``labels`` labels and has nothing queued, nothing training and no retrain
-    requested (the worker sets that request before it marks the event done); returns the project summary."""
+    """Wait until prelabel stored ``labels`` labels, trained a version on all of them, and has nothing queued,
+    nothing training and no retrain requested (the worker sets that request before it marks the event done);
+    returns the project summary. A round that trains on fewer labels than the annotator gave is a timeout, not a
+    quietly different story."""
     deadline = time.monotonic() + timeout
     while True:
         p = stack.api("/api/v1/projects/1")
         busy = p["events"].get("queued", 0) + p["events"].get("processing", 0)
         if p["labels"] >= labels and not busy and not p["retrain_requested"] and not p["training"]:
-            return p
+            versions = stack.api("/api/v1/projects/1/versions")["versions"]
+            if max((v["n_labels"] for v in versions), default=0) >= labels:
+                return p
         if time.monotonic() > deadline:
             raise TimeoutError(f"prelabel was not idle {timeout:.0f}s after confirm {labels}\n"
                                f"{stack.log_tail('worker')}")
