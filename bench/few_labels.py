@@ -33,7 +33,7 @@ from model.names import FAMILIES
 
 OUT = Path(__file__).resolve().parent / "out"
 DEFAULT_FAMILIES = "quick,rnn,embed,hybrid"
-DEFAULT_AUTOS = "quick,rnn;hybrid,quick,rnn;hybrid,embed,quick;embed,quick"
+DEFAULT_AUTOS = "hybrid,quick;quick,rnn;hybrid,quick,rnn;hybrid,embed,quick;embed,quick"
 
 
 def _macro_f1(clf: Any, proba: np.ndarray, labels: list[Any], multilabel: bool) -> float:
