@@ -7,8 +7,9 @@ the text's hash: a retrain embeds only new texts and fits the regression in a fr
 
 Tokenisation runs outside the model with keras-hub's pure-Python WordPiece (``lowercase``, ``strip_accents``: the
 same ids as the checkpoint's own tokenizer), so tensorflow-text is not needed. Texts are truncated to
-``max_length`` WordPiece tokens (128 by default; 1.9 % of SMS are longer than 64). Batches are sorted by length and
-padded to a multiple of 16, which the masked mean pooling ignores.
+``max_length`` WordPiece tokens (128 by default; 1.9 % of SMS are longer than 64). Each text is padded to a
+multiple of 16 (the masked mean pooling ignores it) and embedded with texts of the same width, in batches of a
+fixed size, so its vector is the same whatever it is embedded with.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from .checkpoint import check_checkpoint, default_checkpoint
 
 logger = logging.getLogger(__name__)
 MODEL_FILE = "model.joblib"
+BATCH = 32  # rows per encoder call, always (see Encoder.encode)
 PARAMS_FILE = "embed.json"
 
 
@@ -72,23 +74,28 @@ class Encoder:
             return list({hashlib.sha256(str(t).encode("utf-8")).hexdigest(): str(t) for t in texts
                          if hashlib.sha256(str(t).encode("utf-8")).hexdigest() not in self.cache}.values())
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int = BATCH) -> np.ndarray:
+        """One normalised vector per text. A text's vector does not depend on which texts it is embedded with:
+        each is padded to its own width (a multiple of 16) and every batch has ``batch_size`` rows (empty rows fill
+        the last one). With mixed widths or batch sizes the kernels round differently (~1e-7), enough to change
+        a linear SVM's solution, so a retrain's result would depend on what the pool warm-up had embedded before."""
         keys = [hashlib.sha256(str(t).encode("utf-8")).hexdigest() for t in texts]
         with self._lock:
             todo = sorted({k: t for k, t in zip(keys, texts) if k not in self.cache}.items())
             if todo:
                 ids = self._ids([t for _, t in todo])
-                order = np.argsort([len(i) for i in ids], kind="stable")
-                for s in range(0, len(order), batch_size):
-                    chunk = order[s:s + batch_size]
-                    width = min(self.max_length, -(-max(len(ids[j]) for j in chunk) // 16) * 16)
-                    tok = np.zeros((len(chunk), width), dtype="int32")
-                    for r, j in enumerate(chunk):
-                        tok[r, :len(ids[j])] = ids[j]
-                    out = np.asarray(self.model.predict_on_batch(
-                        {"token_ids": tok, "segment_ids": np.zeros_like(tok), "padding_mask": tok != 0}))
-                    for r, j in enumerate(chunk):
-                        self.cache[todo[j][0]] = out[r].astype("float32")
+                widths = [min(self.max_length, -(-len(i) // 16) * 16) for i in ids]
+                for width in sorted(set(widths)):
+                    rows = [j for j, w in enumerate(widths) if w == width]
+                    for s in range(0, len(rows), batch_size):
+                        chunk = rows[s:s + batch_size]
+                        tok = np.zeros((batch_size, width), dtype="int32")
+                        for r, j in enumerate(chunk):
+                            tok[r, :len(ids[j])] = ids[j]
+                        out = np.asarray(self.model.predict_on_batch(
+                            {"token_ids": tok, "segment_ids": np.zeros_like(tok), "padding_mask": tok != 0}))
+                        for r, j in enumerate(chunk):
+                            self.cache[todo[j][0]] = out[r].astype("float32")
             return np.stack([self.cache[k] for k in keys]) if keys else np.zeros((0, self.dim), dtype="float32")
 
 

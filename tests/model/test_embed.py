@@ -80,3 +80,19 @@ def test_the_pool_is_embedded_in_the_background_in_batches(tmp_path, sms):
     assert loop.prelabels.embed_pool(pid, batch=20) == 0 and encoder.pending(texts) == []
     loop.settings = cfg.with_(model_families="quick")
     assert loop.prelabels.embed_pool(pid) == 0  # nothing to do for families without embeddings
+
+
+def test_a_texts_vector_does_not_depend_on_its_batch_mates(sms):
+    # the pool warm-up and a retrain embed texts in different company; the vectors (and so the trained model and
+    # the demo's story) must not depend on it
+    _, te = sms
+    texts = list(te.text[:120])
+    enc = EmbedClassifier().encoder
+    enc.cache.clear()
+    together = enc.encode(texts).copy()
+    enc.cache.clear()
+    apart = np.concatenate([enc.encode([t]) for t in texts[40:50]])
+    enc.cache.clear()
+    others = enc.encode(texts[45:]).copy()
+    enc.cache.clear()
+    assert np.array_equal(together[40:50], apart) and np.array_equal(together[45:], others)
