@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -31,16 +31,6 @@ from emulator.export import write_export
 from scripts.stack import Stack
 
 SMS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sms_spam" / "sms_spam.csv"
-
-
-def _until(pred: Callable[[], Any], timeout: float, what: str, stack: Stack) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = pred()
-        if out:
-            return out
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} not within {timeout}s\n{stack.log_tail('worker')}")
 
 
 def _stack(work: Path, families: str) -> tuple[Stack, dict[str, bool]]:
@@ -69,12 +59,13 @@ def start_to_first_version(families: str) -> dict[str, Any]:
         with stack:
             for docid, spam in _first_twenty(stack, truth):
                 stack.annotate(docid, {"isSpam": spam})
-            _until(lambda: stack.api("/api/v1/projects/1")["events"].get("queued", 0) >= 20, 60, "20 events", stack)
+            stack.wait_for(lambda: stack.api("/api/v1/projects/1")["events"].get("queued", 0) >= 20, 60, "20 events")
             t0 = time.monotonic()
             stack.start_workers()
             stack.wait_ready(120)
             ready = time.monotonic() - t0
-            _until(lambda: stack.api("/api/v1/projects/1/versions")["versions"], 300, "a first version", stack)
+            stack.wait_for(lambda: stack.api("/api/v1/projects/1/versions")["versions"], 300, "a first version",
+                           every=0.05)
             first = time.monotonic() - t0
             stack.settle(quiet_s=1)
             maps = Path(f"/proc/{stack.procs['worker'].pid}/maps").read_text()
@@ -91,13 +82,14 @@ def confirm_to_first_prelabel(families: str) -> dict[str, Any]:
             first = _first_twenty(stack, truth)
             for docid, spam in first[:19]:
                 stack.annotate(docid, {"isSpam": spam})
-            _until(lambda: stack.api("/api/v1/projects/1")["labels"] >= 19, 120, "19 labels", stack)
+            stack.wait_for(lambda: stack.api("/api/v1/projects/1")["labels"] >= 19, 120, "19 labels")
             seq = max((e["seq"] for e in stack.emulator_log()), default=0)
             t0 = time.monotonic()
             docid, spam = first[19]
             stack.annotate(docid, {"isSpam": spam})
-            _until(lambda: [e for e in stack.emulator_log(seq) if e["kind"] == "annotations" and not e.get("gui")],
-                   300, "a first pre-label", stack)
+            stack.wait_for(lambda: [e for e in stack.emulator_log(seq)
+                                    if e["kind"] == "annotations" and not e.get("gui")], 300, "a first pre-label",
+                           every=0.05)
             took = time.monotonic() - t0
     return {"families": families, "figure": "confirm_to_first_prelabel", "seconds": round(took, 2)}
 

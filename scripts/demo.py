@@ -51,7 +51,6 @@ class Round:
     version: int | None = None
     family: str = ""
     validation: float | None = None
-    new_versions: int = 0
     uploads: int = 0
     reviewed: int = 0  # suggestions reviewed so far (all rounds)
     accepted: int = 0
@@ -88,9 +87,8 @@ class Annotator:
         self.uploads += n
         return n
 
-    def confirm(self, docid: str | None = None) -> bool:
-        """Confirm ``docid`` or, without one, the newest waiting suggestion (else a random document). True when a
-        suggestion was reviewed."""
+    def confirm(self, docid: str | None = None) -> None:
+        """Confirm ``docid`` or, without one, the newest waiting suggestion (else a random document)."""
         waiting = [d for d in self.suggestions if d not in self.done]
         reviewed = docid is None and bool(waiting)
         if docid is None:
@@ -100,7 +98,6 @@ class Annotator:
             self.accepted += self.suggestions[docid] == self.truth[self.docs[docid]]
         self.stack.annotate(docid, {"isSpam": self.truth[self.docs[docid]]}, confirm=True, user="annotator")
         self.done.append(docid)
-        return reviewed
 
 
 def random_start(docids: list[str], truth: dict[str, bool], docs: dict[str, str], rng: random.Random,
@@ -123,18 +120,15 @@ def wait_idle(stack: Stack, labels: int, timeout: float) -> dict[str, Any]:
     nothing training and no retrain requested (the worker sets that request before it marks the event done);
     returns the project summary. A round that trains on fewer labels than the annotator gave is a timeout, not a
     quietly different story."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def idle() -> dict[str, Any] | None:
         p = stack.api("/api/v1/projects/1")
         busy = p["events"].get("queued", 0) + p["events"].get("processing", 0)
-        if p["labels"] >= labels and not busy and not p["retrain_requested"] and not p["training"]:
-            versions = stack.api("/api/v1/projects/1/versions")["versions"]
-            if max((v["n_labels"] for v in versions), default=0) >= labels:
-                return p
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"prelabel was not idle {timeout:.0f}s after confirm {labels}\n"
-                               f"{stack.log_tail('worker')}")
-        time.sleep(0.2)
+        if p["labels"] < labels or busy or p["retrain_requested"] or p["training"]:
+            return None
+        versions = stack.api("/api/v1/projects/1/versions")["versions"]
+        return p if max((v["n_labels"] for v in versions), default=0) >= labels else None
+
+    return stack.wait_for(idle, timeout, f"prelabel idle after confirm {labels}")
 
 
 def score_unseen(rounds: list[Round], unseen: pd.DataFrame) -> None:

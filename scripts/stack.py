@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import requests
 
@@ -59,7 +59,6 @@ class Stack:
     tagtog: bool = True  # start the tagtog emulator (False: a Label Studio-only stack)
     ml_backend: bool = False  # start the Label Studio ML backend (web/ml_backend.py)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
-    spawned_at: dict[str, float] = field(default_factory=dict)  # name -> time.monotonic() when it was started
 
     def __post_init__(self) -> None:
         self.emu_port, self.web_port, self.ml_port = free_port(), free_port(), free_port()
@@ -82,7 +81,6 @@ class Stack:
         p = subprocess.Popen(cmd, cwd=ROOT, env=env or self.env, stdout=log, stderr=subprocess.STDOUT,
                              start_new_session=True)
         self.procs[name] = p
-        self.spawned_at[name] = time.monotonic()
         return p
 
     def start(self) -> "Stack":
@@ -114,19 +112,29 @@ class Stack:
             self._spawn("worker" if i == 0 else f"worker{i + 1}",
                         [str(BIN / "huey_consumer"), "worker.jobs.huey", "-w", "1", "-q"])
 
+    def wait_for(self, pred: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
+        """Poll ``pred`` until it returns something truthy (returned); TimeoutError naming ``what``, with the worker's
+        log, after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            out = pred()
+            if out:
+                return out
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what}: not within {timeout:.0f}s\n{self.log_tail('worker')}")
+            time.sleep(every)
+
     def wait_ready(self, timeout: float = 120.0) -> dict[str, Any]:
         """Wait until ``workers`` worker processes report alive in /healthz (their heartbeat); returns its
-        ``workers`` part. Raises TimeoutError (with the worker's log) after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        ``workers`` part. RuntimeError when a worker exits meanwhile."""
+        def ready() -> dict[str, Any] | None:
             for name, p in self.procs.items():
                 if name.startswith("worker") and p.poll() is not None:
                     raise RuntimeError(f"{name} exited with {p.returncode}\n{self.log_tail(name)}")
             workers = self.api("/healthz")["workers"]
-            if workers["alive"] >= self.workers:
-                return workers
-            time.sleep(0.2)
-        raise TimeoutError(f"no worker ready within {timeout}s\n{self.log_tail('worker')}")
+            return workers if workers["alive"] >= self.workers else None
+
+        return self.wait_for(ready, timeout, "worker ready")
 
     def start_web(self) -> None:
         web = self._spawn("web", [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "-b",

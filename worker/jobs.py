@@ -16,7 +16,7 @@ import shutil
 import socket
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -72,16 +72,10 @@ def get_loop() -> Any:
 
 
 def _process_started() -> datetime:
-    """When this process started (Linux /proc), else now: the heartbeat's ``ready_after_s`` includes imports."""
-    from storage import utcnow  # noqa: PLC0415
+    """When this process started (psutil), so the heartbeat's ``ready_after_s`` includes the imports."""
+    import psutil  # noqa: PLC0415
 
-    try:
-        ticks = int(Path("/proc/self/stat").read_text().rpartition(")")[2].split()[19])
-        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime"))
-        return datetime.utcfromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError, StopIteration):
-        return utcnow()
+    return datetime.fromtimestamp(psutil.Process().create_time(), timezone.utc).replace(tzinfo=None)
 
 
 class Heartbeat:
