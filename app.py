@@ -19,7 +19,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Application factory: settings from the environment (.env loaded), then ``test_config`` overrides."""
     app, settings, store = api.new_app(__name__, test_config)
     app.extensions["prelabel.metrics"] = observability.Metrics(store, settings.primary_metric,
-                                                                  3 * settings.worker_heartbeat_s)
+                                                                  3 * settings.worker_heartbeat_s,
+                                                                  settings.stop_rounds, settings.stop_changed)
     from worker import jobs  # noqa: PLC0415 - the queue only; jobs imports no model code at import time
 
     app.extensions["prelabel.retrain"] = jobs.retrain

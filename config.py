@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from annotation_client import platform_class
 from annotation_client.labelstudio import OWNER as LABELSTUDIO_OWNER  # noqa: F401 - kept for callers
-from model.names import FAMILIES, STRATEGIES
+from model.names import BATCH_MODES, FAMILIES, STRATEGIES
 
 PRIMARY_METRICS = ("f1_macro", "f1_micro", "f1_weighted", "accuracy", "mcc", "f1")
 
@@ -124,9 +124,12 @@ class Settings:
     # pre-labelling
     prelabel_k: int = 10
     al_strategy: str = "least_confidence"  # random|deterministic|least_confidence|entropy|margin|maxprob
+    al_batch: str = "top"  # top|diverse|balanced: how a batch is formed from the scores (model/query.py)
     al_regex: str = ""  # only documents whose text matches (re.search)
     al_label: str = ""  # the label maxprob looks for
     cold_start_min: int = 3  # until every class has this many training labels, documents are picked at random
+    stop_changed: float = 0.01  # stopping signal: pool predictions changed for under this share ...
+    stop_rounds: int = 3  # ... in each of this many rounds in a row (model/stopping.py)
     prelabel_folder: str = "pool"  # where corpus samples are uploaded as new documents
     corpus_path: str = ""  # optional csv (column corpus_text_column) or txt (one text per line)
     corpus_text_column: str = "text"
@@ -271,6 +274,10 @@ class Settings:
             raise ValueError("setting LOG_FORMAT must be text or json")
         if s.al_strategy not in STRATEGIES:
             raise ValueError(f"setting AL_STRATEGY must be one of {', '.join(STRATEGIES)}")
+        if s.al_batch not in BATCH_MODES:
+            raise ValueError(f"setting AL_BATCH must be one of {', '.join(BATCH_MODES)}")
+        if s.stop_rounds < 1 or not 0 <= s.stop_changed <= 1:
+            raise ValueError("settings STOP_ROUNDS must be >= 1 and STOP_CHANGED between 0 and 1")
         try:
             re.compile(s.al_regex)
         except re.error as exc:

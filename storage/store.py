@@ -331,7 +331,9 @@ class Store:
                     "prelabels_reviewed": {"accepted": dict(acc).get(True, 0), "changed": dict(acc).get(False, 0)},
                     "champion": champion.to_dict() if champion else None,
                     "retrain_requested": p.retrain_requested, "training": p.training_since is not None,
-                    "last_reconcile": p.last_reconcile}
+                    "last_reconcile": p.last_reconcile,
+                    # per round: the share of the pool's predictions that changed (model/stopping.py)
+                    "stability": list((p.schedule or {}).get("stability", []))}
 
     def list_projects(self) -> list[dict[str, Any]]:
         with self.session() as s:

@@ -23,7 +23,7 @@ from werkzeug.routing import IntegerConverter
 
 from config import Settings, setup_logging
 from formats import strictjson
-from model.names import STRATEGIES, class_counts
+from model.names import BATCH_MODES, STRATEGIES, class_counts
 from storage import Document, ModelVersion, Prediction, Project, Store, current_labels
 
 MAX_ID = 2**63 - 1  # SQLite's and PostgreSQL's BIGINT
@@ -170,7 +170,16 @@ def projects() -> Any:
 
 @bp.get("/projects/<int:project_id>")
 def project(project_id: int) -> Any:
-    return jsonify(_project(project_id))
+    summary = _project(project_id)
+    return jsonify({**summary, "stop": _stop(summary)})
+
+
+def _stop(summary: dict[str, Any]) -> dict[str, Any]:
+    """The stopping signal of a project (model/stopping.py) under STOP_ROUNDS and STOP_CHANGED."""
+    from model.stopping import stop_signal  # noqa: PLC0415
+
+    s = current_app.extensions["prelabel.settings"]
+    return stop_signal(summary.get("stability") or [], s.stop_rounds, s.stop_changed)
 
 
 @bp.get("/projects/<int:project_id>/versions")
@@ -286,10 +295,13 @@ def cross_validate(project_id: int) -> Any:
 def next_documents(project_id: int) -> Any:
     """Documents to annotate next, best first, with their scores, from the champion's stored probabilities."""
     s = current_app.extensions["prelabel.settings"]
-    _project(project_id)
+    stop = _stop(_project(project_id))
     strategy = request.args.get("strategy", s.al_strategy)
     if strategy not in STRATEGIES:
         raise ApiError(400, f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+    batch = request.args.get("batch", s.al_batch)
+    if batch not in BATCH_MODES:
+        raise ApiError(400, f"unknown batch {batch!r}; known: {', '.join(BATCH_MODES)}")
     n = _int_arg("n", s.prelabel_k, 0, MAX_N)
     regex = request.args.get("regex", s.al_regex) or None
     label = request.args.get("label", s.al_label) or None
@@ -324,27 +336,29 @@ def next_documents(project_id: int) -> Any:
             "deterministic" else pool[:n]
         docs = [{"docid": r[1], "score": None, "predicted": None, "probability": None} for r in chosen]
         return jsonify(project_id=project_id, strategy="random" if strategy != "deterministic" else strategy,
-                       cold_start=True, champion=None if champion is None else champion.version,
+                       batch="top", cold_start=True, champion=None if champion is None else champion.version,
+                       stop=stop,
                        note="cold start: fewer than COLD_START_MIN confirmed examples in some class (or no "
                             "model yet); documents are picked at random", documents=docs)
     proba = np.array([r[3]["p"] for r in scored], dtype=float)
     multilabel = bool(scored[0][3].get("multilabel"))
+    th = (champion.classes or {}).get("thresholds") or [0.5] * len(classes)
     try:
         idx, scores = query(proba, n, strategy, texts=[r[2] for r in scored], regex=regex,
                             label_index=classes.index(label) if label in classes else None,
-                            multilabel=multilabel, seed=project_id)
+                            multilabel=multilabel, seed=project_id, batch=batch, counts=counts, classes=classes,
+                            thresholds=th)
     except QueryError as exc:
         raise ApiError(400, str(exc)) from None
     if multilabel:
-        th = (champion.classes or {}).get("thresholds") or [0.5] * len(classes)
         docs = [{"docid": scored[i][1], "score": float(sc),
                  "predicted": [c for c, p, t in zip(classes, proba[i], th) if p >= t],
                  "probability": dict(zip(classes, map(float, proba[i])))} for i, sc in zip(idx, scores)]
     else:
         docs = [{"docid": scored[i][1], "score": float(sc), "predicted": classes[int(np.argmax(proba[i]))],
                  "probability": float(np.max(proba[i]))} for i, sc in zip(idx, scores)]
-    return jsonify(project_id=project_id, strategy=strategy, cold_start=False, champion=champion.version,
-                   documents=docs)
+    return jsonify(project_id=project_id, strategy=strategy, batch=batch, cold_start=False,
+                   champion=champion.version, stop=stop, documents=docs)
 
 
 @bp.get("/projects/<int:project_id>/events")

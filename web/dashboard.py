@@ -119,7 +119,10 @@ def project(project_id: int) -> Any:
             }
         queue = _queue(s, project_id)
     workers = _workers()
-    return render_template("project.html", p=summary, key=key, rows=rows, detail=detail, queue=queue,
+    from model.stopping import stop_signal  # noqa: PLC0415
+
+    stop = stop_signal(summary["stability"], settings.stop_rounds, settings.stop_changed)
+    return render_template("project.html", p=summary, key=key, rows=rows, detail=detail, queue=queue, stop=stop,
                            workers_alive=sum(w["alive"] for w in workers),
                            last_seen=max((w["last_seen"] for w in workers), default=None),
                            curve_svg=plots.learning_curve(points, key) if points else None)

@@ -7,7 +7,8 @@ Metrics (``GET /metrics``, Prometheus text format):
   worker sums them all.
 * read from the database at scrape time, so they are exact whichever process (web, workers on other machines)
   did the work: events by state, queue depth, training runs and their duration, champion scores, workers alive
-  (their heartbeats) and the seconds since each worker was last seen.
+  (their heartbeats) and the seconds since each worker was last seen, the share of each pool's predictions that
+  changed in the latest round and whether the stopping signal is on (model/stopping.py).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any, Iterator
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import func, select, text
 
+from model.stopping import stop_signal
 from storage import Event, ModelVersion, Project, Store
 
 from .api import ApiError
@@ -32,10 +34,12 @@ QUEUES = ("prelabel", "prelabel-bert")  # worker/jobs.py's two queues
 class StoreCollector:
     """Prometheus collector whose figures come from the database at each scrape."""
 
-    def __init__(self, store: Store, primary_metric: str = "f1_macro", worker_alive_s: float = 30.0) -> None:
+    def __init__(self, store: Store, primary_metric: str = "f1_macro", worker_alive_s: float = 30.0,
+                 stop_rounds: int = 3, stop_changed: float = 0.01) -> None:
         self.store = store
         self.primary_metric = primary_metric
         self.worker_alive_s = worker_alive_s
+        self.stop_rounds, self.stop_changed = stop_rounds, stop_changed
 
     def describe(self) -> list[Any]:
         return []  # collected lazily: registering must not query the database
@@ -61,6 +65,11 @@ class StoreCollector:
                                   labels=["queue"])
         since_seen = GaugeMetricFamily("prelabel_worker_seconds_since_seen", "Seconds since each worker's last heartbeat "
                                  "(workers seen in the last day)", labels=["worker", "queue"])
+        changed = GaugeMetricFamily("prelabel_pool_predictions_changed", "Share of the unlabelled pool whose "
+                                    "predicted label changed in the latest retrain round", labels=["project"])
+        stop = GaugeMetricFamily("prelabel_stop_suggested", "1 when the pool's predictions changed for under "
+                                 "STOP_CHANGED in each of the last STOP_ROUNDS rounds (more labels unlikely to help)",
+                                 labels=["project"])
         workers = self.store.workers(self.worker_alive_s)
         for w in workers:
             for q in w["queues"]:
@@ -96,6 +105,11 @@ class StoreCollector:
                     seen.add((pid, fam))
                     last.add_metric([slug.get(pid, str(pid)), fam], float(secs or 0.0))
             for pid, p in projects.items():
+                history = (p.schedule or {}).get("stability") or []
+                if history and history[-1].get("changed") is not None:
+                    changed.add_metric([p.slug], float(history[-1]["changed"]))
+                stop.add_metric([p.slug], 1.0 if stop_signal(history, self.stop_rounds,
+                                                             self.stop_changed)["suggested"] else 0.0)
                 depth.add_metric([p.slug], waiting.get(pid, 0))
                 labels.add_metric([p.slug], 1 if p.training_since else 0)
                 if p.champion_id:
@@ -106,13 +120,14 @@ class StoreCollector:
                                 score.add_metric([p.slug, str(mv.version), key, dataset], float(metrics[key]))
         for (name, fam), total in totals.items():
             seconds.add_metric([name, fam], total)
-        yield from (events, processed, depth, runs, seconds, last, score, labels, alive, since_seen)
+        yield from (events, processed, depth, runs, seconds, last, score, labels, alive, since_seen, changed, stop)
 
 
 class Metrics:
     """The web process's metrics: the webhook counter and the database collector, in one registry."""
 
-    def __init__(self, store: Store, primary_metric: str = "f1_macro", worker_alive_s: float = 30.0) -> None:
+    def __init__(self, store: Store, primary_metric: str = "f1_macro", worker_alive_s: float = 30.0,
+                 stop_rounds: int = 3, stop_changed: float = 0.01) -> None:
         from prometheus_client import CollectorRegistry, Counter  # noqa: PLC0415
 
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
@@ -120,7 +135,7 @@ class Metrics:
         # in multiprocess mode the counter's values live in files shared by the gunicorn workers
         self.webhooks = Counter("prelabel_webhooks", "Webhooks received, by platform and outcome",
                                 ["platform", "outcome"], registry=None if self.multiprocess else self.registry)
-        self.store_collector = StoreCollector(store, primary_metric, worker_alive_s)
+        self.store_collector = StoreCollector(store, primary_metric, worker_alive_s, stop_rounds, stop_changed)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

@@ -16,7 +16,8 @@ from sqlalchemy import select
 from annotation_client import Suggestion
 from formats.corpus import parse_corpus
 from model.names import class_counts, class_value
-from storage import Document, Event, ModelVersion, Prediction, Upload, current_labels, dumps_value, text_hash
+from model.stopping import HISTORY, changed_share
+from storage import Document, Event, ModelVersion, Prediction, Project, Upload, current_labels, dumps_value, text_hash
 
 if TYPE_CHECKING:
     from . import Loop
@@ -60,27 +61,68 @@ class Prelabels:
         return max(0, len(todo) - batch)
 
     def score_pool(self, project_id: int, version_id: int) -> int:
-        """Store the champion's probabilities for every unlabelled platform document (for ``GET .../next``)."""
+        """Store the champion's probabilities for every unlabelled platform document (for ``GET .../next``), and
+        record how many of the pool's decisions changed since the stored ones (the stopping signal)."""
         clf = self.loop.classifier(project_id, version_id)
         with self.loop.store.session() as s:
             labelled = {d.id for d, _, _ in current_labels(s, project_id)}
             docs = [(d.id, d.text) for d in s.scalars(select(Document).where(
                 Document.project_id == project_id, Document.platform_id.is_not(None))) if d.id not in labelled]
+            before = self._stored_decisions(s, project_id)
         t0 = time.perf_counter()
         proba = clf.predict_proba([t for _, t in docs]) if docs else np.zeros((0, len(clf.classes_)))
         classes = list(clf.classes_)
+        decided = clf.decide(proba) if docs else []
+        after = {d: tuple(v) if isinstance(v, (list, tuple)) else str(v) for (d, _), v in zip(docs, decided)}
+        changed, compared = changed_share(before, after)
         with self.loop.store.session() as s:
             s.query(Prediction).filter_by(project_id=project_id).delete()
             s.add_all([Prediction(document_id=d, project_id=project_id, model_version_id=version_id,
                                   proba={"classes": classes, "p": [round(float(x), 6) for x in row],
                                          "multilabel": bool(getattr(clf, "multilabel_", False))})
                        for (d, _), row in zip(docs, proba)])
-        logger.info("scored %d pool documents in %.2fs", len(docs), time.perf_counter() - t0)
+            version = s.get(ModelVersion, version_id)
+            self.record_stability(s, project_id, version.version, version.n_train + version.n_holdout, changed,
+                                  compared)
+        logger.info("scored %d pool documents in %.2fs; %s of the decisions changed", len(docs),
+                    time.perf_counter() - t0, "none compared" if changed is None else f"{changed:.2%}")
         return len(docs)
 
+    @staticmethod
+    def _stored_decisions(s: Any, project_id: int) -> dict[int, Any]:
+        """document id -> the decision of the stored probabilities (argmax; multilabel: the labels over their
+        version's thresholds)."""
+        rows = s.execute(select(Prediction.document_id, Prediction.model_version_id, Prediction.proba)
+                         .where(Prediction.project_id == project_id)).all()
+        thresholds: dict[int, list[float]] = {}
+        out: dict[int, Any] = {}
+        for doc_id, vid, proba in rows:
+            p, names = proba.get("p") or [], proba.get("classes") or []
+            if not p:
+                continue
+            if proba.get("multilabel"):
+                if vid not in thresholds:
+                    mv = s.get(ModelVersion, vid)
+                    thresholds[vid] = ((mv.classes or {}).get("thresholds") if mv else None) or [0.5] * len(p)
+                out[doc_id] = tuple(c for c, x, t in zip(names, p, thresholds[vid]) if x >= t)
+            else:
+                out[doc_id] = str(names[max(range(len(p)), key=p.__getitem__)])
+        return out
+
+    def record_stability(self, s: Any, project_id: int, version: int, labels: int, changed: float | None,
+                         compared: int | None) -> None:
+        """Append one round to the project's stopping-signal history (``schedule["stability"]``); ``compared``
+        None: the champion was kept, nothing was rescored."""
+        p = s.get(Project, project_id)
+        schedule = dict(p.schedule or {})
+        entry = {"version": version, "labels": labels, "changed": None if changed is None else round(changed, 6),
+                 "compared": compared, "kept": compared is None}
+        schedule["stability"] = (list(schedule.get("stability", [])) + [entry])[-HISTORY:]
+        p.schedule = schedule
+
     def choose(self, clf: Any, texts: list[str], n: int, counts: dict[str, int]) -> tuple[np.ndarray, np.ndarray, str]:
-        """Pick ``n`` of ``texts`` with the configured strategy; random (within the regex) during cold start,
-        i.e. while some class has fewer than COLD_START_MIN training labels (``counts``)."""
+        """Pick ``n`` of ``texts`` with the configured strategy and batch mode; random (within the regex) during
+        cold start, i.e. while some class has fewer than COLD_START_MIN training labels (``counts``)."""
         from model.query import query  # noqa: PLC0415
 
         cfg = self.loop.settings
@@ -93,12 +135,14 @@ class Prelabels:
         if strategy == "maxprob" and label_index is None:
             strategy = "least_confidence"
             logger.warning("AL_LABEL %r is not a class %s; using least_confidence", cfg.al_label, list(clf.classes_))
+        batch = cfg.al_batch if strategy not in ("random", "deterministic", "maxprob") else "top"
         idx, scores = query(proba, n, strategy, texts=texts, regex=cfg.al_regex or None, label_index=label_index,
-                            multilabel=multilabel, seed=cfg.model_seed + len(texts))
+                            multilabel=multilabel, seed=cfg.model_seed + len(texts), batch=batch, counts=counts,
+                            classes=[str(c) for c in clf.classes_], thresholds=list(clf.thresholds()))
         tag = "cold_start:random" if strategy == "random" and cfg.al_strategy != "random" else strategy
+        tag += f"+{batch}" if batch != "top" else ""
         return idx, np.asarray([proba[i] for i in idx]).reshape(len(idx), -1), tag + (
             f"[{cfg.al_regex}]" if cfg.al_regex else "")
-
 
     def prelabel(self, project_id: int, version_id: int) -> int:
         """Upload PRELABEL_K documents chosen by the strategy, with the champion's label and probability. Returns

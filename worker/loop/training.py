@@ -174,7 +174,7 @@ class Training:
         due = [f for f in due if f not in defer]
         if not due:
             if families is None:
-                self._end_round(project_id, round_no, round_families)
+                self._end_round(project_id, round_no, round_families, champion_id if not deferred else None)
             return TrainResult(0, 0, {}, "", "deferred", champion_id, deferred)
         candidates, failed, val_proba = [], [], []
         for family in due:
@@ -232,14 +232,20 @@ class Training:
             if i == best or result is None:
                 result = r
         if families is None:
-            self._end_round(project_id, round_no, round_families)
+            self._end_round(project_id, round_no, round_families, champion_id if not deferred else None)
         return replace(result, deferred=deferred)
 
-    def _end_round(self, project_id: int, round_no: int, families: Sequence[str]) -> None:
-        """Count the round; note the champion's validation score and which families it trained (plateau rule)."""
+    def _end_round(self, project_id: int, round_no: int, families: Sequence[str], kept: int | None = None) -> None:
+        """Count the round; note the champion's validation score and which families it trained (plateau rule).
+        When the champion is still ``kept`` (the version in service before the round), the pool's predictions did
+        not change: the stopping signal records 0 (a new champion's change is recorded when it scores the pool)."""
         key = self.loop.settings.primary_metric
+        labels = sum(not r[3] for r in self.training_rows(project_id)[0]) if kept is not None else 0
         with self.loop.store.session() as s:
             p = s.get(Project, project_id)
+            if kept is not None and p.champion_id == kept:
+                champion = s.get(ModelVersion, kept)
+                self.loop.prelabels.record_stability(s, project_id, champion.version, labels, 0.0, None)
             p.rounds = round_no
             schedule = dict(p.schedule or {})
             champion = s.get(ModelVersion, p.champion_id) if p.champion_id else None
