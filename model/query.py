@@ -80,6 +80,16 @@ def scores_for(strategy: str, proba: np.ndarray, *, multilabel: bool = False, la
     raise QueryError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
 
 
+def cold_start(counts: Mapping[str, int], classes: Sequence[str], minimum: int, multilabel: bool = False) -> bool:
+    """Too few labels for scores to mean much: some class (multilabel: the median label) has fewer than
+    ``minimum`` training labels. Multilabel uses the median because a rare label may take thousands of documents
+    to reach ``minimum``, and waiting for it would keep selection random long after the model is useful."""
+    per_class = sorted(counts.get(c, 0) for c in classes)
+    if not per_class:
+        return True
+    return (per_class[len(per_class) // 2] if multilabel else per_class[0]) < minimum
+
+
 def compile_regex(pattern: str | None) -> re.Pattern[str] | None:
     if not pattern:
         return None

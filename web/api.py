@@ -307,7 +307,7 @@ def next_documents(project_id: int) -> Any:
     label = request.args.get("label", s.al_label) or None
     import numpy as np  # noqa: PLC0415 - only this endpoint needs it
 
-    from model.query import QueryError, compile_regex, query  # noqa: PLC0415
+    from model.query import QueryError, cold_start, compile_regex, query  # noqa: PLC0415
 
     try:
         compile_regex(regex)
@@ -326,7 +326,8 @@ def next_documents(project_id: int) -> Any:
     rows = [r for r in rows if r[0] not in labelled]
     classes = (champion.classes or {}).get("names", []) if champion else []
     scored = [r for r in rows if r[3] and r[3].get("classes") == classes] if champion else []
-    cold = champion is None or len(classes) < 2 or any(counts.get(c, 0) < s.cold_start_min for c in classes) \
+    multilabel = bool(scored and scored[0][3].get("multilabel"))
+    cold = champion is None or len(classes) < 2 or cold_start(counts, classes, s.cold_start_min, multilabel) \
         or not scored
     if strategy == "maxprob" and not cold and label not in classes:
         raise ApiError(400, f"strategy maxprob needs label= one of {classes}")
@@ -338,10 +339,9 @@ def next_documents(project_id: int) -> Any:
         return jsonify(project_id=project_id, strategy="random" if strategy != "deterministic" else strategy,
                        batch="top", cold_start=True, champion=None if champion is None else champion.version,
                        stop=stop,
-                       note="cold start: fewer than COLD_START_MIN confirmed examples in some class (or no "
-                            "model yet); documents are picked at random", documents=docs)
+                       note="cold start: fewer than COLD_START_MIN confirmed examples in some class (multilabel: "
+                            "the median label), or no model yet; documents are picked at random", documents=docs)
     proba = np.array([r[3]["p"] for r in scored], dtype=float)
-    multilabel = bool(scored[0][3].get("multilabel"))
     th = (champion.classes or {}).get("thresholds") or [0.5] * len(classes)
     try:
         idx, scores = query(proba, n, strategy, texts=[r[2] for r in scored], regex=regex,

@@ -122,14 +122,15 @@ class Prelabels:
 
     def choose(self, clf: Any, texts: list[str], n: int, counts: dict[str, int]) -> tuple[np.ndarray, np.ndarray, str]:
         """Pick ``n`` of ``texts`` with the configured strategy and batch mode; random (within the regex) during
-        cold start, i.e. while some class has fewer than COLD_START_MIN training labels (``counts``)."""
-        from model.query import query  # noqa: PLC0415
+        cold start, i.e. while some class (multilabel: the median label) has fewer than COLD_START_MIN training
+        labels (``counts``)."""
+        from model.query import cold_start, query  # noqa: PLC0415
 
         cfg = self.loop.settings
         proba = clf.predict_proba(texts)
         strategy = cfg.al_strategy
         multilabel = bool(getattr(clf, "multilabel_", False))
-        if min(counts.get(c, 0) for c in clf.classes_) < cfg.cold_start_min:
+        if cold_start(counts, [str(c) for c in clf.classes_], cfg.cold_start_min, multilabel):
             strategy = "random"
         label_index = list(clf.classes_).index(cfg.al_label) if cfg.al_label in clf.classes_ else None
         if strategy == "maxprob" and label_index is None:
