@@ -71,3 +71,75 @@ def test_edge_cases():
     assert len(query(P, 0, "entropy")[0]) == 0
     assert len(query(np.zeros((0, 3)), 5, "entropy")[0]) == 0
     assert list(query(P, 99, "least_confidence")[0]) == [1, 2, 3, 4, 0]
+
+
+# -- batch modes --------------------------------------------------------------------------------------------
+
+def test_a_diverse_batch_takes_one_per_group_of_near_duplicates():
+    # the 6 most uncertain are two templates repeated; a top-3 batch takes three copies of the first template
+    texts = ["win a free prize now"] * 3 + ["your parcel is waiting at the depot"] * 3 + \
+        ["meeting moved to friday afternoon", "lunch at the canteen today?", "cheap loans call this number"]
+    p_spam = np.array([0.50, 0.51, 0.49, 0.52, 0.48, 0.53, 0.80, 0.10, 0.70])
+    proba = np.stack([1 - p_spam, p_spam], axis=1)
+    top, _ = query(proba, 3, "margin", texts=texts)
+    assert {texts[i] for i in top} == {texts[0]}
+    diverse, scores = query(proba, 3, "margin", texts=texts, batch="diverse")
+    assert len({texts[i] for i in diverse}) == 3 and len(set(diverse)) == 3
+    assert list(scores) == sorted(scores, reverse=True)  # still best first
+    with pytest.raises(QueryError, match="needs the texts"):
+        query(proba, 3, "margin", batch="diverse")
+
+
+def test_a_balanced_batch_gives_the_rare_class_most_of_it():
+    rng = np.random.default_rng(0)
+    p_spam = rng.uniform(0.0, 1.0, 200)
+    proba = np.stack([1 - p_spam, p_spam], axis=1)
+    counts = {"ham": 90, "spam": 10}
+    top, _ = query(proba, 10, "least_confidence")
+    idx, _ = query(proba, 10, "least_confidence", batch="balanced", counts=counts, classes=["ham", "spam"])
+    assert len(set(idx)) == 10
+    assert sum(p_spam[idx] >= 0.5) == 9  # quotas 1/91 : 1/11 of 10 -> 1 ham, 9 spam
+    assert sum(p_spam[top] >= 0.5) < 9
+    # within the predicted-spam group, the most uncertain come first
+    spam = [i for i in idx if p_spam[i] >= 0.5]
+    assert max(p_spam[spam]) < min(p for p in p_spam if p >= 0.5 and p not in p_spam[spam]) + 1e-12
+
+
+def test_a_balanced_multilabel_batch_covers_rare_labels():
+    # label 0 is frequent and uncertain everywhere; labels 1 and 2 are rare, each uncertain on a few documents
+    n = 60
+    proba = np.zeros((n, 3))
+    proba[:, 0] = 0.5
+    proba[:, 1] = 0.02
+    proba[:, 2] = 0.02
+    proba[[10, 11], 1] = 0.45
+    proba[[20, 21], 2] = 0.40
+    proba[[10, 11, 20, 21], 0] = 0.97  # sure about the frequent label there
+    counts = {"joy": 300, "grief": 2, "pride": 3}
+    mean_idx, _ = query(proba, 6, "margin", multilabel=True)
+    assert not {10, 11, 20, 21} & set(mean_idx)  # the mean is dominated by the frequent label
+    idx, _ = query(proba, 6, "margin", multilabel=True, batch="balanced", counts=counts,
+                   classes=["joy", "grief", "pride"], thresholds=[0.5, 0.4, 0.4])
+    assert {10, 11, 20, 21} <= set(idx) and len(set(idx)) == 6
+
+
+def test_batch_modes_keep_the_regex_and_the_rules():
+    texts = [f"call {i}" if i % 2 else f"text {i}" for i in range(40)]
+    proba = np.stack([np.linspace(0, 1, 40), 1 - np.linspace(0, 1, 40)], axis=1)
+    for batch in ("diverse", "balanced"):
+        idx, _ = query(proba, 5, "margin", texts=texts, regex="call", batch=batch, counts={"0": 1, "1": 5})
+        assert len(idx) == 5 and all(texts[i].startswith("call") for i in idx)
+    assert len(query(proba, 50, "margin", texts=texts, batch="diverse")[0]) == 40  # n above the pool: all of it
+    with pytest.raises(QueryError, match="unknown batch"):
+        query(proba, 5, "margin", batch="clusters")
+
+
+def test_cold_start_rule():
+    from model.query import cold_start
+
+    assert cold_start({"a": 5, "b": 2}, ["a", "b"], 3)
+    assert not cold_start({"a": 5, "b": 3}, ["a", "b"], 3)
+    # multilabel: the median label decides, so one rare label does not keep selection random
+    assert not cold_start({"a": 9, "b": 4, "c": 1}, ["a", "b", "c"], 3, multilabel=True)
+    assert cold_start({"a": 9, "b": 2, "c": 1}, ["a", "b", "c"], 3, multilabel=True)
+    assert cold_start({}, [], 3)

@@ -89,6 +89,34 @@ def test_next_ranks_the_pool(trained, strategy):
         assert all(0.5 <= d["probability"] <= 1 for d in docs)
 
 
+def test_next_batch_modes_and_the_stopping_signal(trained):
+    c, loop, pid, _, truth = trained
+    for batch in ("diverse", "balanced"):
+        r = c.get(f"/api/v1/projects/{pid}/next?strategy=margin&batch={batch}&n=7")
+        assert r.status_code == 200, r.json
+        docs = r.json["documents"]
+        assert r.json["batch"] == batch and len({d["docid"] for d in docs}) == 7
+        assert not {d["docid"] for d in docs} & set(list(truth)[:200])
+    body = c.get(f"/api/v1/projects/{pid}/next?n=3").json
+    assert body["stop"]["suggested"] is False and "0 of 3 rounds" in body["stop"]["reason"]  # a first model
+    with loop.store.session() as s:  # three quiet rounds, as the worker records them
+        for changed in (0.004, 0.0, 0.002):
+            loop.prelabels.record_stability(s, pid, 1, 200, changed, 40)
+    stop = c.get(f"/api/v1/projects/{pid}").json["stop"]
+    assert stop["suggested"] is True and stop["recent"] == [0.004, 0.0, 0.002] and stop["labels"] == 200
+    assert c.get(f"/api/v1/projects/{pid}/next?n=3").json["stop"] == stop
+    page = c.get(f"/dashboard/projects/{pid}").get_data(as_text=True)
+    assert "Enough labels?" in page and "0.4%, 0.0%, 0.2%" in page
+    text = c.get("/metrics").get_data(as_text=True)
+    assert 'prelabel_stop_suggested{project="tagtog-alice-spam"} 1.0' in text
+    assert 'prelabel_pool_predictions_changed{project="tagtog-alice-spam"} 0.002' in text
+    with loop.store.session() as s:
+        loop.prelabels.record_stability(s, pid, 2, 210, 0.03, 40)
+    stop = c.get(f"/api/v1/projects/{pid}").json["stop"]
+    assert stop["suggested"] is False and "up to 3.0%" in stop["reason"]
+    assert "Keep annotating" in c.get(f"/dashboard/projects/{pid}").get_data(as_text=True)
+
+
 def test_next_maxprob_and_regex(trained):
     c, loop, pid, _, _ = trained
     docs = c.get(f"/api/v1/projects/{pid}/next?strategy=maxprob&label=true&n=5").json["documents"]
@@ -103,6 +131,7 @@ def test_next_maxprob_and_regex(trained):
 @pytest.mark.parametrize("query,needle", [
     ("strategy=nope", "unknown strategy"), ("n=-1", "between 0 and 1000"), ("n=abc", "integer"),
     ("regex=(", "does not compile"), ("strategy=maxprob&label=nope", "maxprob needs label"),
+    ("batch=clusters", "unknown batch"),
 ])
 def test_next_bad_input(trained, query, needle):
     c, loop, pid, _, _ = trained

@@ -533,3 +533,28 @@ def test_rounds_record_the_champion_score_for_the_plateau_rule(env):
         champion = s.get(ModelVersion, p.champion_id)
         assert p.schedule["trained"] == {"quick": 2} and len(p.schedule["scores"]) == 2
         assert p.schedule["scores"][-1] == pytest.approx(champion.metrics["f1_macro"])
+
+
+def test_rounds_record_how_much_the_pool_predictions_changed(env):
+    emu, server, store, loop, pid, truth = env
+    r = confirm_and_train(env, list(truth)[:60])
+    loop.prelabels.score_pool(pid, r.champion_id)
+    first = store.project_summary(pid)["stability"]
+    assert [(h["version"], h["changed"], h["compared"]) for h in first] == [(1, None, 0)]  # nothing to compare
+    loop.settings = loop.settings.with_(promotion_margin=-1.0)  # every candidate loses: the champion is kept
+    for _ in range(3):
+        assert loop.training.train(pid).status == "rejected"
+    kept = store.project_summary(pid)["stability"]
+    assert [(h["changed"], h["kept"]) for h in kept[1:]] == [(0.0, True)] * 3
+    # a new champion whose decisions differ from the stored ones on every pool document
+    from storage import Prediction
+    with store.session() as s:
+        for pred in s.query(Prediction).filter_by(project_id=pid):
+            p = pred.proba["p"]
+            pred.proba = {**pred.proba, "p": list(reversed(p))}
+    loop.settings = loop.settings.with_(promotion_margin=1.0)
+    r = loop.training.train(pid)
+    assert r.status == "champion"
+    n = loop.prelabels.score_pool(pid, r.champion_id)
+    last = store.project_summary(pid)["stability"][-1]
+    assert last["version"] == r.version and last["compared"] == n == 180 and last["changed"] > 0.5
