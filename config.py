@@ -123,8 +123,8 @@ class Settings:
     promotion_margin: float = 0.01  # a candidate is promoted unless worse than the champion by more than this
     # pre-labelling
     prelabel_k: int = 10
-    al_strategy: str = "least_confidence"  # random|deterministic|least_confidence|entropy|margin|maxprob
-    al_batch: str = "top"  # top|diverse|balanced: how a batch is formed from the scores (model/query.py)
+    al_strategy: str = "margin"  # random|deterministic|least_confidence|entropy|margin|maxprob
+    al_batch: str = "diverse"  # top|diverse|balanced: how a batch is formed from the scores (model/query.py)
     al_regex: str = ""  # only documents whose text matches (re.search)
     al_label: str = ""  # the label maxprob looks for
     cold_start_min: int = 3  # until every class has this many training labels, documents are picked at random

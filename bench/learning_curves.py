@@ -18,6 +18,7 @@ same run, as the reference its full-data score must reach.
     python -m bench.learning_curves                                       # the defaults below (~1 h, 2 cores)
     python -m bench.learning_curves --datasets sms --seeds 42 --families quick --strategies random,margin
     python -m bench.learning_curves --families "hybrid,quick;quick;embed;rnn" --max-labels 1000
+    python -m bench.learning_curves --families bert --datasets sms --subset 1000 --seeds 42 --max-labels 300
 
 Writes bench/out/learning_curves.json (every point), learning_curves_summary.json and learning_curves.png.
 """
@@ -338,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strategies", default=DEFAULT_STRATEGIES,
                     help="AL_STRATEGY[+AL_BATCH] selections, separated by ','")
     ap.add_argument("--max-labels", type=int, default=2000, help="last point of the schedule (up to 3000)")
+    ap.add_argument("--subset", type=int, default=0,
+                    help="use this many rows of each dataset (a random sample, seed 0), e.g. for bert on CPU")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--tag", default="", help="suffix of the output files (runs of different settings side by side)")
     ap.add_argument("--report", type=Path, nargs="+", metavar="JSON",
@@ -367,9 +370,12 @@ def main(argv: list[str] | None = None) -> int:
         return finish(merge(results), args.out, stem)
     for dataset in args.datasets.split(","):
         texts, labels, multilabel = load(dataset)
+        if args.subset and args.subset < len(texts):
+            rows = np.random.default_rng(0).choice(len(texts), args.subset, replace=False)
+            texts, labels = [texts[i] for i in rows], [labels[i] for i in rows]
         for seed in (int(s) for s in args.seeds.split(",")):
             pool, test = split(labels, multilabel, seed)
-            r: dict[str, Any] = {"dataset": dataset, "seed": seed, "n_pool": len(pool), "n_test": len(test),
+            r: dict[str, Any] = {"dataset": dataset + (f" ({args.subset} rows)" if args.subset else ""), "seed": seed, "n_pool": len(pool), "n_test": len(test),
                                  "full": {}, "curves": {},
                                  "reference": linear_svc_reference(texts, labels, pool, test) if multilabel else None}
             for fams in families:
