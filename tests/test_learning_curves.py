@@ -1,0 +1,51 @@
+"""bench.learning_curves runs the worker's own loop: a small run learns, selects unlabelled documents only, and its
+summary computes labels-to-target, the share of random's and the stopping point from the curves."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from bench import learning_curves as lc
+
+
+def test_a_small_run_drives_the_service_loop(tmp_path):
+    texts, labels, multilabel = lc.load("sms")
+    rows = np.random.default_rng(0).choice(len(texts), 600, replace=False)
+    texts, labels = [texts[i] for i in rows], [labels[i] for i in rows]
+    pool, test = lc.split(labels, multilabel, 42)
+    with_margin = lc.curve(texts, labels, multilabel, pool, test, 42, "quick", "margin+diverse", [20, 50, 100])
+    rnd = lc.curve(texts, labels, multilabel, pool, test, 42, "quick", "random", [20, 50, 100])
+    assert set(with_margin["points"]) == {20, 50, 100} and with_margin["final_family"] == "quick"
+    assert with_margin["points"][100] >= 0.80, with_margin  # it learned (macro F1 on the held-out split)
+    assert with_margin["points"][20] == rnd["points"][20]  # the same random start
+
+
+def test_the_simulated_annotator_labels_what_the_worker_chose(tmp_path):
+    texts, labels, multilabel = lc.load("sms")
+    texts, labels = texts[:300], labels[:300]
+    pool, _ = lc.split(labels, multilabel, 1)
+    sim = lc.Simulation(texts, labels, multilabel, pool, 1, "quick", "margin+balanced", tmp_path)
+    start = [int(i) for i in pool[:30]]
+    sim.annotate(start)
+    assert sim.round() is not None and sim.champion() is not None
+    batch = sim.next_batch(10)
+    assert len(set(batch)) == 10 and not set(batch) & set(start) and set(batch) <= {int(i) for i in pool}
+    history = sim.store.project_summary(sim.pid)["stability"]
+    assert len(history) == 1 and history[0]["compared"] == 0  # the first model has nothing to compare with
+
+
+def test_summary_labels_needed_and_share_of_random():
+    def result(seed, rnd, unc):
+        return {"dataset": "d", "seed": seed, "n_pool": 1000, "reference": None,
+                "full": {"quick": {"f1_macro": 0.90}},
+                "curves": {"quick | random": {"points": rnd, "stop_at": None, "seconds": 1.0},
+                           "quick | margin": {"points": unc, "stop_at": 200, "seconds": 1.0}}}
+    rnd = {100: 0.70, 200: 0.80, 500: 0.85, 900: 0.89}
+    unc = {100: 0.80, 200: 0.895, 500: 0.90, 900: 0.90}
+    summary = lc.summarise(json.loads(json.dumps([result(1, rnd, unc), result(2, rnd, unc)])))  # as re-read
+    t = summary["d"]["table"]
+    assert t["quick | random"]["needed"] == 900 and t["quick | margin"]["needed"] == 200
+    assert t["quick | margin"]["share_of_random"] == 200 / 900 and t["quick | margin"]["stop_at"] == [200, 200]
+    never = lc.summarise([result(1, {100: 0.5, 900: 0.6}, {100: 0.5, 900: 0.6})])["d"]["table"]
+    assert never["quick | random"]["needed"] == 1000 and never["quick | margin"]["needed"] is None  # random: all
