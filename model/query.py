@@ -7,7 +7,7 @@ uncertain label among many counts less than several moderately uncertain ones).
 A batch of ``n`` is formed from the scores in one of ``BATCH_MODES``:
 
 * ``top``: the ``n`` best scores. With large batches they are often near-duplicates (the same unclear template).
-* ``diverse``: the ``DIVERSE_POOL * n`` best candidates are clustered into ``n`` groups (k-means on TF-IDF word
+* ``diverse``: the ``DIVERSE_POOL * n`` best candidates (at most DIVERSE_MAX) are clustered into ``n`` groups (k-means on TF-IDF word
   n-grams reduced by SVD; the same features in the worker and the web process, whatever the model) and the best
   of each group is taken (Zhdanov 2019, "diverse mini-batch active learning").
 * ``balanced``: quotas per class inversely proportional to its labels so far (+1), so a rare class gets most of
@@ -24,7 +24,8 @@ import numpy as np
 
 from .names import BATCH_MODES, STRATEGIES, UNCERTAINTY  # noqa: F401 - re-exported
 
-DIVERSE_POOL = 10  # diverse: cluster this many times n of the best candidates
+DIVERSE_POOL = 10  # diverse: cluster this many times n of the best candidates ...
+DIVERSE_MAX = 5000  # ... but no more than this (or 2n), which bounds k-means' time in a web request
 FEATURE_DIMS = 64  # diverse: SVD dimensions of the TF-IDF features
 
 
@@ -159,7 +160,7 @@ def _diverse(ranked: np.ndarray, n: int, texts: Sequence[str], seed: int) -> np.
     """One per k-means cluster of the DIVERSE_POOL * n best: each cluster's best-ranked member, in rank order."""
     from sklearn.cluster import KMeans  # noqa: PLC0415
 
-    cands = ranked[: DIVERSE_POOL * n]
+    cands = ranked[: max(2 * n, min(DIVERSE_POOL * n, DIVERSE_MAX))]
     if len(cands) <= n:
         return cands
     feats = text_features([texts[i] for i in cands], seed=seed)
