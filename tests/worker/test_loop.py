@@ -399,6 +399,22 @@ def test_new_class_forces_a_retrain_and_removed_option_is_not_trained(news_env):
     assert store.get_version(pid, 3)["classes"]["names"] == ["Sports", "World"]
 
 
+def test_a_class_seen_only_in_validation_is_trained_on(news_env, monkeypatch):
+    emu, server, store, loop, pid, truth = news_env
+    by = {c: [d for d, lab in truth.items() if lab == c] for c in ("World", "Sports", "Business")}
+    for d in by["World"][:15] + by["Sports"][:15] + by["Business"][:2]:
+        _confirm(server, store, loop, pid, d, truth[d])
+    from worker.loop import training
+
+    split = training.is_holdout
+    monkeypatch.setattr(training, "is_holdout", lambda key, f: key in by["Business"] or split(key, f))
+    r = loop.training.train(pid)  # both Business documents fell in the validation split
+    v = store.get_version(pid, r.version)
+    assert v["classes"]["names"] == ["Business", "Sports", "World"] and "scheme changed" not in v["reason"]
+    assert r.status == "champion" and v["n_train"] + v["n_holdout"] == 32
+    assert "Business" not in v["metrics"]["per_class"] or v["metrics"]["per_class"]["Business"]["support"] == 0
+
+
 def test_test_folder_is_scored_but_never_trained_or_selected(env):
     emu, server, store, loop, pid, truth = env
     p = emu.projects[("alice", "spam")]

@@ -151,6 +151,11 @@ class Training:
         val = [r for r in pool if is_holdout(r[0], cfg.holdout_fraction)]
         if len(classes_of([y for _, _, y in train])) < 2:  # tiny data: every class must be seen in training
             train, val = pool, []
+        if missing := set(classes) - set(classes_of([y for _, _, y in train])):
+            # a rare class whose every document fell in the validation split: train on those documents, or the
+            # model could neither learn nor be scored on it (a multilabel GoEmotions label, bench.learning_curves)
+            moved = [r for r in val if missing & set(r[2] if isinstance(r[2], tuple) else (r[2],))]
+            train, val = train + moved, [r for r in val if r not in moved]
         x_tr, y_tr = [t for _, t, _ in train], [y for _, _, y in train]
         validation = ([t for _, t, _ in val], [y for _, _, y in val]) if val else None
         warm_ok = bool(champion_id and len(pool) >= cfg.warm_min_labels
@@ -207,9 +212,12 @@ class Training:
                                   if not is_test])
         result = None
         for i, (family, clf, mode, seconds, metrics) in enumerate(candidates):
-            if now_classes != list(clf.classes_):
+            # the classes of every label when training began, not the model's: a rare class whose few documents
+            # all fell in the validation split is unknown to the model, and that is no change of scheme (it kept
+            # every multilabel GoEmotions candidate from being promoted, bench.learning_curves)
+            if now_classes != classes:
                 status = "rejected"
-                reason = f"the label scheme changed while training ({list(clf.classes_)} -> {now_classes}); retraining"
+                reason = f"the label scheme changed while training ({classes} -> {now_classes}); retraining"
                 self.loop.store.request_retrain(project_id)
             elif i != best:
                 b = candidates[best]
