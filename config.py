@@ -124,7 +124,8 @@ class Settings:
     # pre-labelling
     prelabel_k: int = 10
     al_strategy: str = "margin"  # random|deterministic|least_confidence|entropy|margin|maxprob
-    al_batch: str = "diverse"  # top|diverse|balanced: how a batch is formed from the scores (model/query.py)
+    al_batch: str = "auto"  # auto|top|diverse|balanced: how a batch is formed (model/query.py); auto: diverse,
+    # or balanced for a multilabel scheme
     al_regex: str = ""  # only documents whose text matches (re.search)
     al_label: str = ""  # the label maxprob looks for
     cold_start_min: int = 3  # until every class has this many training labels, documents are picked at random

@@ -6,8 +6,9 @@ from typing import Any, Iterable, Sequence
 STRATEGIES = ("random", "deterministic", "least_confidence", "entropy", "margin", "maxprob")
 UNCERTAINTY = ("least_confidence", "entropy", "margin")
 # how a batch is formed from the strategy's scores (model/query.py): the n best; one per cluster of the best
-# candidates (diverse); or quotas by class that favour rare classes (balanced)
-BATCH_MODES = ("top", "diverse", "balanced")
+# candidates (diverse); quotas by class that favour rare classes (balanced); auto = diverse for a single-label
+# scheme, balanced for a multilabel one (what won on bench.learning_curves)
+BATCH_MODES = ("auto", "top", "diverse", "balanced")
 FAMILIES = ("quick", "rnn", "embed", "bert", "hybrid")  # model/factory.py maps each to its class
 KERAS_FAMILIES = ("rnn", "embed", "bert", "hybrid")  # they import TensorFlow when they first train or load
 ENSEMBLE = "ensemble"  # built from a round's candidates (model/ensemble.py); not listed in MODEL_FAMILIES

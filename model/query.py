@@ -10,6 +10,7 @@ A batch of ``n`` is formed from the scores in one of ``BATCH_MODES``:
 * ``diverse``: the ``DIVERSE_POOL * n`` best candidates (at most DIVERSE_MAX) are clustered into ``n`` groups (k-means on TF-IDF word
   n-grams reduced by SVD; the same features in the worker and the web process, whatever the model) and the best
   of each group is taken (Zhdanov 2019, "diverse mini-batch active learning").
+* ``auto`` (the default): ``diverse`` for a single-label scheme, ``balanced`` for a multilabel one.
 * ``balanced``: quotas per class inversely proportional to its labels so far (+1), so a rare class gets most of
   the batch; single-label: candidates are grouped by predicted class and each group is ranked by the strategy's
   score; multilabel: for each label, rarest first, the documents whose probability is closest to that label's
@@ -115,6 +116,8 @@ def query(proba: np.ndarray, n: int, strategy: str, *, texts: Sequence[str] | No
         raise QueryError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
     if batch not in BATCH_MODES:
         raise QueryError(f"unknown batch {batch!r}; known: {', '.join(BATCH_MODES)}")
+    if batch == "auto":
+        batch = resolve_batch(batch, multilabel)
     pattern = compile_regex(regex)
     scores = scores_for(strategy, proba, multilabel=multilabel, label_index=label_index, seed=seed)
     keep = np.arange(len(scores))
@@ -140,6 +143,13 @@ def query(proba: np.ndarray, n: int, strategy: str, *, texts: Sequence[str] | No
     else:
         order = ranked[:n]
     return order, scores[order]
+
+
+def resolve_batch(batch: str, multilabel: bool) -> str:
+    """``auto`` -> ``balanced`` for a multilabel scheme (rare labels), ``diverse`` otherwise."""
+    if batch != "auto":
+        return batch
+    return "balanced" if multilabel else "diverse"
 
 
 def text_features(texts: Sequence[str], dims: int = FEATURE_DIMS, seed: int = 0) -> np.ndarray:

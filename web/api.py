@@ -307,7 +307,7 @@ def next_documents(project_id: int) -> Any:
     label = request.args.get("label", s.al_label) or None
     import numpy as np  # noqa: PLC0415 - only this endpoint needs it
 
-    from model.query import QueryError, cold_start, compile_regex, query  # noqa: PLC0415
+    from model.query import QueryError, cold_start, compile_regex, query, resolve_batch  # noqa: PLC0415
 
     try:
         compile_regex(regex)
@@ -343,6 +343,7 @@ def next_documents(project_id: int) -> Any:
                             "the median label), or no model yet; documents are picked at random", documents=docs)
     proba = np.array([r[3]["p"] for r in scored], dtype=float)
     th = (champion.classes or {}).get("thresholds") or [0.5] * len(classes)
+    batch = resolve_batch(batch, multilabel)
     try:
         idx, scores = query(proba, n, strategy, texts=[r[2] for r in scored], regex=regex,
                             label_index=classes.index(label) if label in classes else None,

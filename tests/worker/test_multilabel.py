@@ -81,7 +81,7 @@ def test_multilabel_loop(emo):
             assert meta["confidence"]["who"] == ["ml:prelabel-v1"]
     with store.session() as s:
         from storage import Upload
-        assert {u.strategy for u in s.query(Upload)} == {"margin+diverse"}  # the defaults, past cold start
+        assert {u.strategy for u in s.query(Upload)} == {"margin+balanced"}  # the defaults (AL_BATCH=auto), past cold start
 
     loop.prelabels.score_pool(pid, r.champion_id)
     app = create_app({"instance_path": loop.settings.instance_path,

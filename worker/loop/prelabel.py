@@ -124,7 +124,7 @@ class Prelabels:
         """Pick ``n`` of ``texts`` with the configured strategy and batch mode; random (within the regex) during
         cold start, i.e. while some class (multilabel: the median label) has fewer than COLD_START_MIN training
         labels (``counts``)."""
-        from model.query import cold_start, query  # noqa: PLC0415
+        from model.query import cold_start, query, resolve_batch  # noqa: PLC0415
 
         cfg = self.loop.settings
         proba = clf.predict_proba(texts)
@@ -136,7 +136,8 @@ class Prelabels:
         if strategy == "maxprob" and label_index is None:
             strategy = "least_confidence"
             logger.warning("AL_LABEL %r is not a class %s; using least_confidence", cfg.al_label, list(clf.classes_))
-        batch = cfg.al_batch if strategy not in ("random", "deterministic", "maxprob") else "top"
+        batch = resolve_batch(cfg.al_batch, multilabel) if strategy not in ("random", "deterministic", "maxprob") \
+            else "top"
         idx, scores = query(proba, n, strategy, texts=texts, regex=cfg.al_regex or None, label_index=label_index,
                             multilabel=multilabel, seed=cfg.model_seed + len(texts), batch=batch, counts=counts,
                             classes=[str(c) for c in clf.classes_], thresholds=list(clf.thresholds()))
