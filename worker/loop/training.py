@@ -153,7 +153,7 @@ class Training:
             train, val = pool, []
         if missing := set(classes) - set(classes_of([y for _, _, y in train])):
             # a rare class whose every document fell in the validation split: train on those documents, or the
-            # model could neither learn nor be scored on it (a multilabel GoEmotions label, bench.learning_curves)
+            # model can neither learn it nor be promoted (GoEmotions in bench.learning_curves)
             moved = [r for r in val if missing & set(r[2] if isinstance(r[2], tuple) else (r[2],))]
             train, val = train + moved, [r for r in val if r not in moved]
         x_tr, y_tr = [t for _, t, _ in train], [y for _, _, y in train]
@@ -212,9 +212,7 @@ class Training:
                                   if not is_test])
         result = None
         for i, (family, clf, mode, seconds, metrics) in enumerate(candidates):
-            # the classes of every label when training began, not the model's: a rare class whose few documents
-            # all fell in the validation split is unknown to the model, and that is no change of scheme (it kept
-            # every multilabel GoEmotions candidate from being promoted, bench.learning_curves)
+            # the classes when training began, not the model's (a class seen only in validation is no new scheme)
             if now_classes != classes:
                 status = "rejected"
                 reason = f"the label scheme changed while training ({classes} -> {now_classes}); retraining"
