@@ -15,7 +15,7 @@ it never gets there) and that count as a share of random's, the normalised area 
 stopping signal first came on. GoEmotions also gets TF-IDF + one-vs-rest LinearSVC on all the pool labels, in the
 same run, as the reference its full-data score must reach.
 
-    python -m bench.learning_curves                                       # the defaults below (~1 h, 2 cores)
+    python -m bench.learning_curves                        # the defaults below (about 3 h on 2 cores)
     python -m bench.learning_curves --datasets sms --seeds 42 --families quick --strategies random,margin
     python -m bench.learning_curves --families "hybrid,quick;quick;embed;rnn" --max-labels 1000
     python -m bench.learning_curves --families bert --datasets sms --subset 1000 --seeds 42 --max-labels 300
