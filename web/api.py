@@ -171,10 +171,10 @@ def projects() -> Any:
 @bp.get("/projects/<int:project_id>")
 def project(project_id: int) -> Any:
     summary = _project(project_id)
-    return jsonify({**summary, "stop": _stop(summary)})
+    return jsonify({**summary, "stop": stop_of(summary)})
 
 
-def _stop(summary: dict[str, Any]) -> dict[str, Any]:
+def stop_of(summary: dict[str, Any]) -> dict[str, Any]:
     """The stopping signal of a project (model/stopping.py) under STOP_ROUNDS and STOP_CHANGED."""
     from model.stopping import stop_signal  # noqa: PLC0415
 
@@ -295,7 +295,7 @@ def cross_validate(project_id: int) -> Any:
 def next_documents(project_id: int) -> Any:
     """Documents to annotate next, best first, with their scores, from the champion's stored probabilities."""
     s = current_app.extensions["prelabel.settings"]
-    stop = _stop(_project(project_id))
+    stop = stop_of(_project(project_id))
     strategy = request.args.get("strategy", s.al_strategy)
     if strategy not in STRATEGIES:
         raise ApiError(400, f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")

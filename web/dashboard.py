@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from storage import Document, Event, ModelVersion, Project, Store
 
-from .api import ApiError
+from .api import ApiError, stop_of
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates")
 RECENT_EVENTS = 25
@@ -119,9 +119,7 @@ def project(project_id: int) -> Any:
             }
         queue = _queue(s, project_id)
     workers = _workers()
-    from model.stopping import stop_signal  # noqa: PLC0415
-
-    stop = stop_signal(summary["stability"], settings.stop_rounds, settings.stop_changed)
+    stop = stop_of(summary)
     return render_template("project.html", p=summary, key=key, rows=rows, detail=detail, queue=queue, stop=stop,
                            workers_alive=sum(w["alive"] for w in workers),
                            last_seen=max((w["last_seen"] for w in workers), default=None),
