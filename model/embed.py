@@ -46,6 +46,8 @@ class Encoder:
             return cls._instances[key]
 
     def __init__(self, checkpoint: str, max_length: int) -> None:
+        """A new encoder with its own copy of the checkpoint's weights: ``get`` shares one per process (frozen);
+        the fewshot family builds its own and fine-tunes ``backbone`` in place."""
         import keras  # noqa: PLC0415 - the web process never imports this module
         import keras_hub  # noqa: PLC0415
 
@@ -53,7 +55,7 @@ class Encoder:
         self.max_length = max_length
         self.tokenizer = keras_hub.models.BertTokenizer(vocabulary=str(folder / "vocab.txt"), lowercase=True,
                                                         strip_accents=True)
-        backbone = keras_hub.models.BertBackbone.from_preset(str(folder))
+        self.backbone = backbone = keras_hub.models.BertBackbone.from_preset(str(folder))
         x = backbone.input
         seq = backbone(x)["sequence_output"]
         mask = keras.ops.cast(keras.ops.expand_dims(x["padding_mask"], -1), seq.dtype)

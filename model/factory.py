@@ -18,12 +18,13 @@ from .names import FAMILIES
 def _families() -> dict[str, type[TextClassifier]]:
     from .bert import BertClassifier  # noqa: PLC0415 - keras-hub loads on first fit/load
     from .embed import EmbedClassifier  # noqa: PLC0415 - keras-hub loads on first fit/load
+    from .fewshot import FewShotClassifier  # noqa: PLC0415 - keras-hub loads on first fit/load
     from .hybrid import HybridClassifier  # noqa: PLC0415 - keras-hub loads on first fit/load
     from .quick import QuickClassifier  # noqa: PLC0415 - scikit-learn loads on first fit/load
     from .rnn import RNNClassifier  # noqa: PLC0415 - light import; Keras itself loads on first fit/load
 
     return {"rnn": RNNClassifier, "quick": QuickClassifier, "embed": EmbedClassifier, "bert": BertClassifier,
-            "hybrid": HybridClassifier, "ensemble": EnsembleClassifier}
+            "hybrid": HybridClassifier, "fewshot": FewShotClassifier, "ensemble": EnsembleClassifier}
 
 
 def make_classifier(family: str, **params: Any) -> TextClassifier:

@@ -9,8 +9,11 @@ UNCERTAINTY = ("least_confidence", "entropy", "margin")
 # candidates (diverse); quotas by class that favour rare classes (balanced); auto = diverse for a single-label
 # scheme, balanced for a multilabel one (what won on bench.learning_curves)
 BATCH_MODES = ("auto", "top", "diverse", "balanced")
-FAMILIES = ("quick", "rnn", "embed", "bert", "hybrid")  # model/factory.py maps each to its class
-KERAS_FAMILIES = ("rnn", "embed", "bert", "hybrid")  # they import TensorFlow when they first train or load
+FAMILIES = ("quick", "rnn", "embed", "bert", "hybrid", "fewshot")  # model/factory.py maps each to its class
+KERAS_FAMILIES = ("rnn", "embed", "bert", "hybrid", "fewshot")  # they import TensorFlow when they first train or load
+CHECKPOINT_FAMILIES = ("embed", "bert", "hybrid", "fewshot")  # they read a BERT checkpoint (BERT_CHECKPOINT)
+# minutes per fit on CPU: trained on their own queue (worker/jobs.py), never holding up a round of the others
+SLOW_FAMILIES = ("bert", "fewshot")
 ENSEMBLE = "ensemble"  # built from a round's candidates (model/ensemble.py); not listed in MODEL_FAMILIES
 
 

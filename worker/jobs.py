@@ -24,6 +24,7 @@ from huey import Huey, RedisHuey, SqliteHuey, crontab
 from huey.exceptions import TaskLockedException
 
 from config import Settings
+from model.names import SLOW_FAMILIES
 from storage import Store
 
 logger = logging.getLogger(__name__)
@@ -47,10 +48,10 @@ def make_huey(settings: Settings, name: str = "prelabel") -> Huey:
 
 
 huey = make_huey(SETTINGS)
-# bert fine-tuning has its own queue, so a GPU worker can take it while CPU workers do the rest:
+# bert and fewshot fine-tuning have their own queue, so a GPU worker can take it while CPU workers do the rest:
 #     huey_consumer jobs.huey_bert -w 1
 huey_bert = make_huey(SETTINGS, "prelabel-bert")
-OWN_QUEUE = ("bert",)
+OWN_QUEUE = SLOW_FAMILIES
 # in training_runs: which worker trained (host:pid:incarnation; a restarted container may reuse host and pid)
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 STALE_RUN_S = 6 * 3600  # a run of a worker on another machine, unfinished this long, is taken as interrupted
@@ -272,7 +273,7 @@ def embed_pool(project_id: int) -> str:
 
 @huey_bert.task(retries=2, retry_delay=60)
 def train_family(project_id: int, family: str) -> str:
-    """Train one candidate of ``family`` (bert) on the current labels, on the bert queue's worker, with the cheap
+    """Train one candidate of ``family`` (bert, fewshot) on the current labels, on the bert queue's worker, with the cheap
     families that train every round (so their ensemble can be tried too); gated like any candidate. One at a time
     per project; requests meanwhile are dropped (the next round asks again)."""
     loop = get_loop()
