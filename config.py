@@ -124,7 +124,7 @@ class Settings:
     # pre-labelling
     prelabel_k: int = 10
     al_strategy: str = "margin"  # random|deterministic|least_confidence|entropy|margin|maxprob
-    al_batch: str = "auto"  # auto|top|diverse|balanced: how a batch is formed (model/query.py); auto: diverse,
+    al_batch: str = "auto"  # auto|top|diverse|balanced: how a batch is formed (model/query.py); auto: top,
     # or balanced for a multilabel scheme
     al_regex: str = ""  # only documents whose text matches (re.search)
     al_label: str = ""  # the label maxprob looks for

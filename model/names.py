@@ -6,8 +6,8 @@ from typing import Any, Iterable, Sequence
 STRATEGIES = ("random", "deterministic", "least_confidence", "entropy", "margin", "maxprob")
 UNCERTAINTY = ("least_confidence", "entropy", "margin")
 # how a batch is formed from the strategy's scores (model/query.py): the n best; one per cluster of the best
-# candidates (diverse); quotas by class that favour rare classes (balanced); auto = diverse for a single-label
-# scheme, balanced for a multilabel one (what won on bench.learning_curves)
+# candidates (diverse); quotas by class that favour rare classes (balanced); auto = top for a single-label
+# scheme, balanced for a multilabel one (what won on bench.learning_curves, README)
 BATCH_MODES = ("auto", "top", "diverse", "balanced")
 FAMILIES = ("quick", "rnn", "embed", "bert", "hybrid", "fewshot")  # model/factory.py maps each to its class
 KERAS_FAMILIES = ("rnn", "embed", "bert", "hybrid", "fewshot")  # they import TensorFlow when they first train or load

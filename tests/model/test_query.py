@@ -145,14 +145,14 @@ def test_cold_start_rule():
     assert cold_start({}, [], 3)
 
 
-def test_auto_batch_is_diverse_for_single_label_and_balanced_for_multilabel():
+def test_auto_batch_is_top_for_single_label_and_balanced_for_multilabel():
     from model.query import resolve_batch
 
-    assert resolve_batch("auto", False) == "diverse" and resolve_batch("auto", True) == "balanced"
+    assert resolve_batch("auto", False) == "top" and resolve_batch("auto", True) == "balanced"
     assert resolve_batch("top", True) == "top"
     texts = [f"doc {i} about {'cats' if i % 2 else 'dogs'}" for i in range(50)]
     proba = np.random.default_rng(1).uniform(size=(50, 3))
-    for multilabel, mode in ((False, "diverse"), (True, "balanced")):
+    for multilabel, mode in ((False, "top"), (True, "balanced")):
         kw = dict(texts=texts, multilabel=multilabel, counts={"0": 9, "1": 1, "2": 1}, classes=["0", "1", "2"])
         assert list(query(proba, 5, "margin", batch="auto", **kw)[0]) == list(query(proba, 5, "margin", batch=mode,
                                                                                   **kw)[0])
