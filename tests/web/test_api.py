@@ -12,13 +12,12 @@ from app import create_app
 from config import ProjectSpec
 
 from ..conftest import ROOT
-from ..worker.test_loop import confirm_and_train, env, sms_rows  # noqa: F401 - fixtures
+from ..worker.test_loop import confirm_and_train, env, make_env, sms_rows  # noqa: F401 - fixtures
 
 ADMIN = {"Authorization": "Bearer adm"}
 
 
-@pytest.fixture
-def trained(env, tmp_path):  # noqa: F811
+def train_and_serve(env):  # noqa: F811
     emu, server, store, loop, pid, truth = env
     loop.settings = loop.settings.with_(warm_min_labels=10_000)
     r = confirm_and_train(env, list(truth)[:200])
@@ -31,8 +30,22 @@ def trained(env, tmp_path):  # noqa: F811
     return app.test_client(), loop, pid, calls, truth
 
 
-def test_versions_and_full_metrics(trained):
-    c, loop, pid, _, _ = trained
+@pytest.fixture
+def trained(env):  # noqa: F811
+    """A project of its own, for the tests that change it (promote, retrain, stopping records, cross-validation)."""
+    return train_and_serve(env)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, sms_rows):  # noqa: F811
+    """One trained project shared by the tests that only read it (trained once per module, not once per test)."""
+    gen = make_env(tmp_path_factory.mktemp("api"), sms_rows)
+    yield train_and_serve(next(gen))
+    gen.close()
+
+
+def test_versions_and_full_metrics(served):
+    c, loop, pid, _, _ = served
     vs = c.get(f"/api/v1/projects/{pid}/versions").json["versions"]
     assert [(v["version"], v["status"]) for v in vs] == [(1, "champion")]
     v = c.get(f"/api/v1/projects/{pid}/versions/1").json
@@ -41,8 +54,8 @@ def test_versions_and_full_metrics(trained):
     assert c.get(f"/api/v1/projects/{pid}").json["champion"]["version"] == 1
 
 
-def test_download_is_one_archive(trained):
-    c, *_ = trained
+def test_download_is_one_archive(served):
+    c, *_ = served
     assert c.get("/api/v1/projects/1/versions/1/download").status_code == 401  # admin only: a model leaks data
     r = c.get("/api/v1/projects/1/versions/1/download", headers=ADMIN)
     assert r.status_code == 200 and r.mimetype == "application/zip"
@@ -76,8 +89,8 @@ def test_promote_and_retrain_need_admin_and_rollback(trained):
 
 
 @pytest.mark.parametrize("strategy", ["least_confidence", "entropy", "margin", "random", "deterministic"])
-def test_next_ranks_the_pool(trained, strategy):
-    c, loop, pid, _, truth = trained
+def test_next_ranks_the_pool(served, strategy):
+    c, loop, pid, _, truth = served
     r = c.get(f"/api/v1/projects/{pid}/next?strategy={strategy}&n=7")
     assert r.status_code == 200, r.json
     body = r.json
@@ -117,8 +130,8 @@ def test_next_batch_modes_and_the_stopping_signal(trained):
     assert "Keep annotating" in c.get(f"/dashboard/projects/{pid}").get_data(as_text=True)
 
 
-def test_next_maxprob_and_regex(trained):
-    c, loop, pid, _, _ = trained
+def test_next_maxprob_and_regex(served):
+    c, loop, pid, _, _ = served
     docs = c.get(f"/api/v1/projects/{pid}/next?strategy=maxprob&label=true&n=5").json["documents"]
     assert all(d["predicted"] == "true" for d in docs[:3])
     with loop.store.session() as s:
@@ -133,8 +146,8 @@ def test_next_maxprob_and_regex(trained):
     ("regex=(", "does not compile"), ("strategy=maxprob&label=nope", "maxprob needs label"),
     ("batch=clusters", "unknown batch"),
 ])
-def test_next_bad_input(trained, query, needle):
-    c, loop, pid, _, _ = trained
+def test_next_bad_input(served, query, needle):
+    c, loop, pid, _, _ = served
     r = c.get(f"/api/v1/projects/{pid}/next?{query}")
     assert r.status_code == 400 and needle in r.json["error"]
 
@@ -145,8 +158,8 @@ def test_next_cold_start_says_so(tmp_path):
     assert body["cold_start"] is True and "cold start" in body["note"] and body["documents"] == []
 
 
-def test_openapi_documents_every_route(trained):
-    c, *_ = trained
+def test_openapi_documents_every_route(served):
+    c, *_ = served
     spec = c.get("/api/v1/openapi.json").json
     app_routes = set()
     for rule in c.application.url_map.iter_rules():

@@ -29,6 +29,12 @@ def sms_rows():
 
 @pytest.fixture
 def env(tmp_path, sms_rows):
+    yield from make_env(tmp_path, sms_rows)
+
+
+def make_env(tmp_path, sms_rows):
+    """An emulated tagtog spam project of the 240 SMS, served, and a worker Loop on it (a generator: the server
+    stops when it is closed)."""
     emu = TagtogEmulator({"alice": "pw"}, seed=3)
     emu.add_project("alice", "spam", [("isSpam", "boolean", ())])
     p = emu.projects[("alice", "spam")]
