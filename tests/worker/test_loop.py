@@ -115,6 +115,7 @@ def test_loop_learns_prelabels_and_is_idempotent(env):
 
 def test_prelabel_never_overwrites_a_human_label(env):
     emu, server, store, loop, pid, truth = env
+    loop.settings = loop.settings.with_(model_families="quick")  # plumbing: any family does, quick is fast
     docids = list(truth)
     result = confirm_and_train(env, docids[:40])
     # people label every remaining document on the platform without prelabel hearing of it (no webhook)
@@ -194,6 +195,7 @@ def test_deleted_document_retracts_its_label(env):
 
 def test_corpus_samples_are_uploaded_once(env, tmp_path):
     emu, server, store, loop, pid, truth = env
+    loop.settings = loop.settings.with_(model_families="quick")  # plumbing: any family does, quick is fast
     docids = list(truth)
     for d in docids[:60]:
         annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
@@ -247,6 +249,7 @@ def test_platform_unavailable_propagates(env):
 
 def test_prelabel_skips_a_document_whose_save_is_pending(env):
     emu, server, store, loop, pid, truth = env
+    loop.settings = loop.settings.with_(model_families="quick")  # plumbing: any family does, quick is fast
     docids = list(truth)
     result = confirm_and_train(env, docids[:40])
     # every unlabelled document has a webhook waiting in the queue: a person is on them
@@ -423,6 +426,7 @@ def test_a_class_seen_only_in_validation_is_trained_on(news_env, monkeypatch):
 
 def test_test_folder_is_scored_but_never_trained_or_selected(env):
     emu, server, store, loop, pid, truth = env
+    loop.settings = loop.settings.with_(model_families="quick")  # plumbing: any family does, quick is fast
     p = emu.projects[("alice", "spam")]
     docids = list(truth)
     for d in docids[150:200]:  # move 50 documents into pool/test
@@ -559,6 +563,7 @@ def test_rounds_record_the_champion_score_for_the_plateau_rule(env):
 
 def test_rounds_record_how_much_the_pool_predictions_changed(env):
     emu, server, store, loop, pid, truth = env
+    loop.settings = loop.settings.with_(model_families="quick")  # plumbing: any family does, quick is fast
     r = confirm_and_train(env, list(truth)[:60])
     loop.prelabels.score_pool(pid, r.champion_id)
     first = store.project_summary(pid)["stability"]
