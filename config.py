@@ -75,6 +75,11 @@ class Settings:
     admin_token: str = ""  # calls that change state (retrain, promote, retry) need it; empty = refused
     max_body_bytes: int = 1 << 20  # larger request bodies are refused with 413 (tagtog webhooks, API)
     labelstudio_max_body_bytes: int = 64 << 20  # Label Studio's TASKS_CREATED carries every imported task
+    # what the worker accepts from a platform: a document over either fails its event with the reason and is
+    # never stored (the body is read no further than the limit). 10 MiB: what tagtog's cloud takes per file (its
+    # on-premises edition, 50 MB); storing a 10 MB text took the worker +9 to +29 MB (bench.limits --mb 10)
+    max_text_bytes: int = 10 << 20  # a document's text (UTF-8); models read its first few hundred words
+    max_annotation_bytes: int = 10 << 20  # its annotations: tagtog ann.json, Label Studio's annotations of a task
     ignore_api_source: bool = True  # ignore saves made through the API (prelabel's own uploads): no loop
     # tagtog
     tagtog_base_url: str = "http://127.0.0.1:8090"
@@ -126,7 +131,7 @@ class Settings:
     al_strategy: str = "margin"  # random|deterministic|least_confidence|entropy|margin|maxprob
     al_batch: str = "auto"  # auto|top|diverse|balanced: how a batch is formed (model/query.py); auto: top,
     # or balanced for a multilabel scheme
-    al_regex: str = ""  # only documents whose text matches (re.search)
+    al_regex: str = ""  # only documents whose text matches (RE2 search: model/patterns.py)
     al_label: str = ""  # the label maxprob looks for
     cold_start_min: int = 3  # until every class has this many training labels, documents are picked at random
     stop_changed: float = 0.01  # stopping signal: pool predictions changed for under this share ...
@@ -269,6 +274,8 @@ class Settings:
             raise ValueError("setting PRELABEL_ENV must be development or production")
         if s.max_body_bytes < 1024 or s.labelstudio_max_body_bytes < 1024:
             raise ValueError("settings MAX_BODY_BYTES and LABELSTUDIO_MAX_BODY_BYTES must be at least 1024")
+        if s.max_text_bytes < 1024 or s.max_annotation_bytes < 1024:
+            raise ValueError("settings MAX_TEXT_BYTES and MAX_ANNOTATION_BYTES must be at least 1024")
         if s.prelabel_env == "production" and (problems := s.production_problems()):
             raise ValueError("PRELABEL_ENV=production refuses to start: " + "; ".join(problems))
         if s.log_format not in ("text", "json"):
@@ -279,10 +286,13 @@ class Settings:
             raise ValueError(f"setting AL_BATCH must be one of {', '.join(BATCH_MODES)}")
         if s.stop_rounds < 1 or not 0 <= s.stop_changed <= 1:
             raise ValueError("settings STOP_ROUNDS must be >= 1 and STOP_CHANGED between 0 and 1")
-        try:
-            re.compile(s.al_regex)
-        except re.error as exc:
-            raise ValueError(f"setting AL_REGEX does not compile: {exc}") from None
+        if s.al_regex:
+            from model.patterns import PatternError, compile_pattern  # noqa: PLC0415 - RE2 only when a pattern is set
+
+            try:
+                compile_pattern(s.al_regex)
+            except PatternError as exc:
+                raise ValueError(f"setting AL_REGEX: {exc}") from None
         return s
 
 

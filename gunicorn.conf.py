@@ -17,14 +17,14 @@ accesslog = None  # every webhook is recorded in the database; access logs would
 
 
 def on_starting(server: Any) -> None:
-    """Create the database schema once, in the master, before the workers fork and race to do it. Prometheus
+    """Create the database schema once, before the workers fork and race to do it, in a child process
+    (``python -m storage``): the master never imports SQLAlchemy or the settings, and stays small. Prometheus
     counters of all the workers are summed on each scrape: their values live in files in a folder of this
     server's own (by its address; emptied here), named before the workers import the app."""
     import re
     import shutil
-
-    from config import Settings
-    from storage import Store
+    import subprocess
+    import sys
 
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         address = re.sub(r"[^0-9A-Za-z]+", "-", str(server.cfg.bind[0])).strip("-")
@@ -32,7 +32,20 @@ def on_starting(server: Any) -> None:
         shutil.rmtree(folder, ignore_errors=True)
         os.makedirs(folder, exist_ok=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
-    Store(Settings.from_env().db_url).create_all()
+    subprocess.run([sys.executable, "-m", "storage"], check=True)  # a bad setting stops the start, with its message
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """In each web worker, before it loads the app: Huey's storage module imports the Redis and PostgreSQL client
+    libraries whenever they are installed (~15 MB per process); a worker whose queue and database use neither
+    marks them absent (``import`` then raises ImportError, which Huey expects), so they are never loaded."""
+    import sys
+
+    queue = os.environ.get("QUEUE_URL", "") or os.environ.get("REDIS_URL", "")
+    if not queue.startswith(("redis", "unix")):
+        sys.modules.setdefault("redis", None)  # type: ignore[assignment]
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        sys.modules.setdefault("psycopg", None)  # type: ignore[assignment]
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from .base import (Ignored, Listed, Plan, Platform, ProjectRef, Reading, Scheme, Suggestion, WebhookEvent)
 from .errors import (AuthError, EventRejected, MalformedAnswer, NotFound, PlatformError, PlatformUnavailable,
-                     WebhookRejected)
+                     TooLarge, WebhookRejected)
 from .labelstudio import LabelStudioClient, LabelStudioPlatform
 from .local import LOCAL, LocalPlatform
 from .tagtog import AnndocUpload, LabelDef, SearchHit, TagtogClient, TagtogPlatform
@@ -23,7 +23,7 @@ PLATFORMS: dict[str, type[Platform]] = {
 __all__ = ["LOCAL", "PLATFORMS", "AnndocUpload", "AuthError", "EventRejected", "Ignored", "LabelDef",
            "LabelStudioClient", "LabelStudioPlatform", "Listed", "LocalPlatform", "MalformedAnswer", "NotFound",
            "Plan", "Platform", "PlatformError", "PlatformUnavailable", "ProjectRef", "Reading", "Scheme",
-           "SearchHit", "Suggestion", "TagtogClient", "TagtogPlatform", "WebhookEvent", "WebhookRejected",
+           "SearchHit", "Suggestion", "TagtogClient", "TagtogPlatform", "TooLarge", "WebhookEvent", "WebhookRejected",
            "make_client", "make_platform", "platform_class"]
 
 

@@ -52,3 +52,12 @@ class WebhookRejected(Exception):
 class EventRejected(Exception):
     """The document an event names cannot be used as it is (unknown label id, wrong value type, a label the
     scheme lacks): the event fails with this message; nothing else is affected."""
+
+
+class TooLarge(EventRejected):
+    """A platform's answer is over a size limit (MAX_TEXT_BYTES, MAX_ANNOTATION_BYTES): the document is refused
+    and its event fails with this message. The body was read no further than the limit, so memory stays flat."""
+
+    def __init__(self, message: str, limit: int = 0) -> None:
+        super().__init__(message)
+        self.limit = limit

@@ -19,17 +19,19 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
-import requests
 
 from formats.errors import FormatError
 from formats.labelstudio import (LabelConfig, build_prediction, model_version_name, parse_label_config,
                                  parse_webhook, task_label)
 
 from .base import Ignored, Listed, Plan, Platform, ProjectRef, Reading, Scheme, Suggestion, WebhookEvent, rejected
-from .errors import AuthError, EventRejected, NotFound, PlatformError, json_of
-from .transport import send
+from .errors import AuthError, EventRejected, NotFound, PlatformError, TooLarge, json_of
+from .transport import new_session, send
+
+if TYPE_CHECKING:
+    import requests
 
 OWNER = "ls"  # Label Studio projects have no owner: stored as ls/<project id>
 
@@ -62,11 +64,18 @@ class LabelStudioClient:
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
-        self.session = session or requests.Session()
+        self._session = session
         self._token = token
         self._pat = _jwt_expiry(token) is not None  # a JWT is a personal access token (refresh token)
         self._access: tuple[str, float] | None = None  # (access JWT, expiry)
         self._lock = threading.Lock()
+
+    @property
+    def session(self) -> "requests.Session":
+        """Created on first use: the web process builds clients to parse webhooks and never calls a platform."""
+        if self._session is None:
+            self._session = new_session()
+        return self._session
 
     # -- auth
     def _auth_header(self, renew: bool = False) -> str:
@@ -105,9 +114,15 @@ class LabelStudioClient:
         return json_of(self._request("GET", f"/api/projects/{int(project_id)}/"),
                        f"Label Studio project {int(project_id)}")
 
-    def get_task(self, task_id: int) -> dict[str, Any]:
-        """A task with its annotations (``completed_by`` is an object here, an id in exports)."""
-        return json_of(self._request("GET", f"/api/tasks/{int(task_id)}/"), f"Label Studio task {int(task_id)}")
+    def get_task(self, task_id: int, max_bytes: int | None = None) -> dict[str, Any]:
+        """A task with its annotations (``completed_by`` is an object here, an id in exports); TooLarge when its
+        answer is over ``max_bytes``."""
+        try:
+            r = self._request("GET", f"/api/tasks/{int(task_id)}/", max_bytes=max_bytes)
+        except TooLarge as exc:
+            raise TooLarge(f"task {int(task_id)} is over MAX_TEXT_BYTES + MAX_ANNOTATION_BYTES = {exc.limit} bytes; "
+                           "it is not stored", exc.limit) from None
+        return json_of(r, f"Label Studio task {int(task_id)}")
 
     def export_tasks(self, project_id: int) -> list[dict[str, Any]]:
         """Every task of the project with its annotations, labelled or not (the export API, in one call)."""
@@ -154,8 +169,10 @@ class LabelStudioPlatform(Platform):
     retrain_on_scheme_change = True
 
     def __init__(self, client: LabelStudioClient, *, webhook_secret: str = "",
-                 webhook_header: str = "X-Prelabel-Secret", max_webhook_bytes: int | None = None) -> None:
+                 webhook_header: str = "X-Prelabel-Secret", max_webhook_bytes: int | None = None,
+                 max_text_bytes: int | None = None, max_annotation_bytes: int | None = None) -> None:
         super().__init__(client)
+        self.max_text_bytes, self.max_annotation_bytes = max_text_bytes, max_annotation_bytes
         self.webhook_secret, self.webhook_header = webhook_secret, webhook_header
         self.max_webhook_bytes = max_webhook_bytes  # TASKS_CREATED carries every imported task
         self._configs: dict[int, LabelConfig] = {}  # re-read on PROJECT_UPDATED, at each reconcile, on unknown choices
@@ -166,7 +183,8 @@ class LabelStudioPlatform(Platform):
         client = client or LabelStudioClient(s.labelstudio_url, s.labelstudio_token, timeout=s.labelstudio_timeout,
                                              retries=s.labelstudio_retries)
         return cls(client, webhook_secret=s.labelstudio_webhook_secret, webhook_header=s.labelstudio_webhook_header,
-                   max_webhook_bytes=s.labelstudio_max_body_bytes)
+                   max_webhook_bytes=s.labelstudio_max_body_bytes, max_text_bytes=s.max_text_bytes,
+                   max_annotation_bytes=s.max_annotation_bytes)
 
     @staticmethod
     def parse_project_spec(spec: str) -> tuple[str, str, str]:
@@ -267,14 +285,35 @@ class LabelStudioPlatform(Platform):
     # -- documents -------------------------------------------------------------------------------------------
     def _reading(self, task: Mapping[str, Any], cfg: LabelConfig) -> Reading:
         tl = task_label(task, cfg)
+        if too_large := self.oversized(task, tl.text):
+            return Reading(str(tl.task_id), None, invalid=too_large)
         return Reading(str(tl.task_id), tl.value, tl.who, str(tl.annotation_id) if tl.annotation_id else None,
                        tl.text, tl.invalid)
 
+    def oversized(self, task: Mapping[str, Any], text: str | None) -> str:
+        """Why ``task`` is over MAX_TEXT_BYTES or MAX_ANNOTATION_BYTES ("" when it is not): such a task is never
+        stored (an export lists it whatever its size)."""
+        tid = task.get("id")
+        size = len(text.encode("utf-8")) if text else 0
+        if self.max_text_bytes is not None and size > self.max_text_bytes:
+            return f"text of task {tid} is {size} bytes, over MAX_TEXT_BYTES={self.max_text_bytes}; it is not stored"
+        if self.max_annotation_bytes is not None:
+            size = len(json.dumps(task.get("annotations") or []).encode("utf-8"))
+            if size > self.max_annotation_bytes:
+                return (f"annotations of task {tid} are {size} bytes, over MAX_ANNOTATION_BYTES="
+                        f"{self.max_annotation_bytes}; it is not stored")
+        return ""
+
     def read_document(self, project: ProjectRef, doc_id: str, scheme: Scheme) -> Reading:
-        return self._reading(self.client.get_task(int(doc_id)), self.config(project))
+        limit = None if self.max_text_bytes is None or self.max_annotation_bytes is None else \
+            self.max_text_bytes + self.max_annotation_bytes + 65536  # the task's other fields: ids, dates, meta
+        return self._reading(self.client.get_task(int(doc_id), max_bytes=limit), self.config(project))
 
     def read_text(self, project: ProjectRef, doc_id: str, need_folder: bool) -> tuple[str, str | None]:
-        return self.read_document(project, doc_id, self.read_scheme(project)).text or "", None
+        reading = self.read_document(project, doc_id, self.read_scheme(project))
+        if reading.invalid and reading.text is None:  # e.g. over MAX_TEXT_BYTES: never stored as an empty text
+            raise EventRejected(reading.invalid)
+        return reading.text or "", None
 
     def list_documents(self, project: ProjectRef) -> Iterable[Listed]:
         return self.list_labelled(project, self.read_scheme(project)).values()

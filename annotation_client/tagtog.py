@@ -11,9 +11,8 @@ import hmac
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-import requests
 from werkzeug.datastructures import Authorization
 
 from formats.errors import FormatError
@@ -21,8 +20,11 @@ from formats.tagtog import (AnnDoc, GroundTruthPolicy, dump_annjson, has_human_l
                             parse_annjson, parse_plain_html, parse_webhook, with_prelabel)
 
 from .base import Ignored, Listed, Plan, Platform, ProjectRef, Reading, Scheme, Suggestion, WebhookEvent, rejected
-from .errors import AuthError, EventRejected, NotFound, PlatformError, json_of
-from .transport import send
+from .errors import AuthError, EventRejected, NotFound, PlatformError, TooLarge, json_of
+from .transport import new_session, send
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger(__name__)
 
@@ -64,15 +66,25 @@ class TagtogClient:
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
-        self.session = session or requests.Session()
-        self.session.auth = (username, password)
+        self._session = session
+        self._auth = (username, password)
+        if session is not None:
+            session.auth = self._auth
+
+    @property
+    def session(self) -> "requests.Session":
+        """Created on first use: the web process builds clients to parse webhooks and never calls a platform."""
+        if self._session is None:
+            self._session = new_session()
+            self._session.auth = self._auth
+        return self._session
 
     # -- transport
     def _request(self, method: str, path: str, params: dict[str, Any], *, idempotent: bool = True,
-                 **kwargs: Any) -> requests.Response:
+                 max_bytes: int | None = None, **kwargs: Any) -> requests.Response:
         r = send(self.session, method, f"{self.base_url}{path}", what=f"tagtog {method} {path}",
                  timeout=self.timeout, retries=self.retries, backoff=self.backoff, max_backoff=self.max_backoff,
-                 idempotent=idempotent, params=params, **kwargs)
+                 idempotent=idempotent, max_bytes=max_bytes, params=params, **kwargs)
         if r.status_code >= 400:
             what = f"tagtog {method} {path} ({params.get('owner')}/{params.get('project')})"
             cls = {401: AuthError, 403: AuthError, 404: NotFound}.get(r.status_code, PlatformError)
@@ -83,21 +95,33 @@ class TagtogClient:
         files = params.pop("files", None)
         data = params.pop("data", None)
         idempotent = params.pop("idempotent", True)
+        max_bytes = params.pop("max_bytes", None)
         return self._request(method, "/-api/documents/v1", {"owner": owner, "project": project, **params},
-                             files=files, data=data, idempotent=idempotent)
+                             files=files, data=data, idempotent=idempotent, max_bytes=max_bytes)
+
+    def _doc_output(self, owner: str, project: str, docid: str, output: str, max_bytes: int | None,
+                    limit: str, **params: Any) -> requests.Response:
+        """One document in one ``output`` format; TooLarge naming the document and the ``limit`` setting when
+        its answer is over ``max_bytes``."""
+        try:
+            return self._docs("GET", owner, project, ids=docid, output=output, max_bytes=max_bytes, **params)
+        except TooLarge as exc:
+            raise TooLarge(f"{output} of document {docid} ({owner}/{project}) is over {limit}={exc.limit} bytes; "
+                           "the document is not stored", exc.limit) from None
 
     # -- reads
-    def get_annjson(self, owner: str, project: str, docid: str, member: str = "master") -> AnnDoc:
-        r = self._docs("GET", owner, project, ids=docid, output="ann.json", member=member)
+    def get_annjson(self, owner: str, project: str, docid: str, member: str = "master",
+                    max_bytes: int | None = None) -> AnnDoc:
+        r = self._doc_output(owner, project, docid, "ann.json", max_bytes, "MAX_ANNOTATION_BYTES", member=member)
         return parse_annjson(r.content)
 
-    def get_text(self, owner: str, project: str, docid: str) -> str:
-        r = self._docs("GET", owner, project, ids=docid, output="text")
+    def get_text(self, owner: str, project: str, docid: str, max_bytes: int | None = None) -> str:
+        r = self._doc_output(owner, project, docid, "text", max_bytes, "MAX_TEXT_BYTES")
         r.encoding = r.encoding or "utf-8"
         return r.text
 
-    def get_plain_html(self, owner: str, project: str, docid: str) -> str:
-        r = self._docs("GET", owner, project, ids=docid, output="plain.html")
+    def get_plain_html(self, owner: str, project: str, docid: str, max_bytes: int | None = None) -> str:
+        r = self._doc_output(owner, project, docid, "plain.html", max_bytes, "MAX_TEXT_BYTES")
         r.encoding = "utf-8"
         return r.text
 
@@ -168,8 +192,10 @@ class TagtogPlatform(Platform):
 
     def __init__(self, client: TagtogClient, *, webhook_username: str = "", webhook_password: str = "",
                  ignore_api_source: bool = True, member: str = "master", sync_query: str = "*",
-                 policy: str = "anncomplete", prelabel_folder: str = "pool") -> None:
+                 policy: str = "anncomplete", prelabel_folder: str = "pool", max_text_bytes: int | None = None,
+                 max_annotation_bytes: int | None = None) -> None:
         super().__init__(client)
+        self.max_text_bytes, self.max_annotation_bytes = max_text_bytes, max_annotation_bytes
         self.webhook_username, self.webhook_password = webhook_username, webhook_password
         self.ignore_api_source = ignore_api_source
         self.member = member
@@ -185,7 +211,8 @@ class TagtogPlatform(Platform):
                                         timeout=s.tagtog_timeout, retries=s.tagtog_retries)
         return cls(client, webhook_username=s.webhook_username, webhook_password=s.webhook_password,
                    ignore_api_source=s.ignore_api_source, member=s.tagtog_member, sync_query=s.tagtog_sync_query,
-                   policy=s.ground_truth_policy, prelabel_folder=s.prelabel_folder)
+                   policy=s.ground_truth_policy, prelabel_folder=s.prelabel_folder,
+                   max_text_bytes=s.max_text_bytes, max_annotation_bytes=s.max_annotation_bytes)
 
     @staticmethod
     def parse_project_spec(spec: str) -> tuple[str, str, str]:
@@ -312,7 +339,8 @@ class TagtogPlatform(Platform):
 
     def read_document(self, project: ProjectRef, doc_id: str, scheme: Scheme) -> Reading:
         try:
-            ann = self.client.get_annjson(project.owner, project.name, doc_id, self.member)
+            ann = self.client.get_annjson(project.owner, project.name, doc_id, self.member,
+                                          max_bytes=self.max_annotation_bytes)
         except FormatError as exc:
             raise FormatError(f"ann.json of {doc_id}: {exc}") from None
         defs = self.label_defs(project)
@@ -334,7 +362,7 @@ class TagtogPlatform(Platform):
         return Reading(doc_id, value, who)
 
     def read_text(self, project: ProjectRef, doc_id: str, need_folder: bool) -> tuple[str, str | None]:
-        text = self.client.get_text(project.owner, project.name, doc_id)
+        text = self.client.get_text(project.owner, project.name, doc_id, max_bytes=self.max_text_bytes)
         if not need_folder:
             return text, None
         hits = [h for h in self.client.search(project.owner, project.name, f"docid:{doc_id}") if h.docid == doc_id]
@@ -366,19 +394,28 @@ class TagtogPlatform(Platform):
             if not still_wanted(sug.doc_id):
                 continue
             try:
-                ann = self.client.get_annjson(project.owner, project.name, sug.doc_id, self.member)
+                ann = self.client.get_annjson(project.owner, project.name, sug.doc_id, self.member,
+                                              max_bytes=self.max_annotation_bytes)
                 if has_human_label(ann):  # a person got there first: never overwrite
                     continue
-                html = self.client.get_plain_html(project.owner, project.name, sug.doc_id)
+                html = self.client.get_plain_html(project.owner, project.name, sug.doc_id, max_bytes=self.html_limit)
                 for lid, v, pr in marks:
                     ann = with_prelabel(ann, lid, v, pr, who)
                 self.client.upload_anndoc(project.owner, project.name, [AnndocUpload(sug.doc_id, html, ann)],
                                           member=self.member)
             except NotFound:
                 continue
+            except TooLarge as exc:  # it grew on the platform since it was stored: leave it to the annotators
+                logger.warning("pre-label of %s skipped: %s", sug.doc_id, exc)
+                continue
             uploaded([sug])
             n += 1
         return n
+
+    @property
+    def html_limit(self) -> int | None:
+        """plain.html holds the text escaped (``&amp;`` is 5 bytes for 1) in markup: the text limit, with room."""
+        return None if self.max_text_bytes is None else 5 * self.max_text_bytes + 65536
 
     def create_document(self, project: ProjectRef, text: str, filename: str) -> str:
         found = [hit.docid for hit in self.client.search(project.owner, project.name, f"filename:{filename}")]

@@ -7,7 +7,8 @@ request a distinct confirm of a real document in the tagtog emulator:
 Prints the acknowledgement latency p50/p99 of each phase (sustained: from the moment each request was due, so a
 stalled server shows up), then starts a worker, lets it drain the queue (each event reads ann.json and the text
 from the emulator and stores the label; no training) and prints: acknowledged, stored, processed, lost
-(acknowledged but not stored, or stored but never processed) and processed twice. Also the web process's RSS.
+(acknowledged but not stored, or stored but never processed) and processed twice. Also the web process's memory:
+RSS and PSS of gunicorn's master and workers, summed, sampled every 0.5 s (the goal: RSS within 150 MB).
 
     python -m bench.webhooks                                   # 10,000 burst + 200/s for 60 s, then drain
     python -m bench.webhooks --burst 0 --rate 200 --seconds 30 --no-drain
@@ -42,8 +43,15 @@ logger = logging.getLogger(__name__)
 
 
 def rss_mb(pid: int) -> float:
+    """The resident memory of gunicorn's master and its workers, summed (pages they share count once each)."""
     p = psutil.Process(pid)
     return sum(q.memory_info().rss for q in [p, *p.children(recursive=True)]) / 2**20
+
+
+def pss_mb(pid: int) -> float:
+    """Their proportional set size, summed: shared pages split between the processes, so what they cost together."""
+    p = psutil.Process(pid)
+    return sum(q.memory_full_info().pss for q in [p, *p.children(recursive=True)]) / 2**20
 
 
 def send(port: int, auth: str, docids: list[str], connections: int,
@@ -113,7 +121,7 @@ def run(work: Path, burst: int = 10_000, rate: float = 200.0, seconds: float = 6
         "RECONCILE_INTERVAL_S": "86400", "WORKER_WARM_UP": "false"})
     auth = "Basic " + b64encode(":".join(stack.hook_auth).encode()).decode()
     rows: list[dict[str, Any]] = []
-    peak = [0.0]
+    peak = [0.0, 0.0]  # RSS, PSS
     with stack:
         web_pid = stack.procs["web"].pid
         done = threading.Event()
@@ -121,6 +129,7 @@ def run(work: Path, burst: int = 10_000, rate: float = 200.0, seconds: float = 6
         def sample() -> None:
             while not done.is_set():
                 peak[0] = max(peak[0], rss_mb(web_pid))
+                peak[1] = max(peak[1], pss_mb(web_pid))
                 time.sleep(0.5)
 
         threading.Thread(target=sample, daemon=True).start()
@@ -174,7 +183,8 @@ def run(work: Path, burst: int = 10_000, rate: float = 200.0, seconds: float = 6
                + sum(c - 1 for c in labels.values() if c > 1),
                "retried": sum(a > 1 for _, _, a in events),
                "server_errors_5xx": int((status >= 500).sum()), "no_answer": int((status == -1).sum()),
-               **figures, "web_rss_peak_mb": round(peak[0]), "web_rss_end_mb": round(rss_end)}
+               **figures, "web_rss_peak_mb": round(peak[0]), "web_rss_end_mb": round(rss_end),
+               "web_pss_peak_mb": round(peak[1])}
     return rows, summary
 
 
@@ -200,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"after the queue drained: acknowledged {summary['acknowledged']}, stored {summary['stored']}, "  # noqa: T201
           f"processed {summary['processed']} ({summary['failed']} failed), lost {summary['lost']}, processed twice "
           f"{summary['processed_twice']}, 5xx {summary['server_errors_5xx']}; drain "
-          f"{summary.get('drain_events_per_s', '-')} events/s; web RSS peak {summary['web_rss_peak_mb']} MB")
+          f"{summary.get('drain_events_per_s', '-')} events/s; web RSS peak {summary['web_rss_peak_mb']} MB "
+          f"(master + workers, summed; PSS {summary['web_pss_peak_mb']} MB)")
     print(json.dumps(summary))  # noqa: T201
     return 0 if summary["lost"] == 0 and summary["processed_twice"] == 0 else 1
 

@@ -19,12 +19,12 @@ A batch of ``n`` is formed from the scores in one of ``BATCH_MODES``:
 """
 from __future__ import annotations
 
-import re
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from .names import BATCH_MODES, STRATEGIES, UNCERTAINTY  # noqa: F401 - re-exported
+from .patterns import PatternError, compile_pattern
 
 DIVERSE_POOL = 10  # diverse: cluster this many times n of the best candidates ...
 DIVERSE_MAX = 5000  # ... but no more than this (or 2n), which bounds k-means' time in a web request
@@ -93,13 +93,15 @@ def cold_start(counts: Mapping[str, int], classes: Sequence[str], minimum: int, 
     return (per_class[len(per_class) // 2] if multilabel else per_class[0]) < minimum
 
 
-def compile_regex(pattern: str | None) -> re.Pattern[str] | None:
+def compile_regex(pattern: str | None) -> Any:
+    """The RE2 pattern of a user's ``regex`` (model/patterns.py: linear-time), None for none; QueryError naming
+    it when it is too long or RE2 refuses it."""
     if not pattern:
         return None
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise QueryError(f"regex {pattern!r} does not compile: {exc}") from None
+        return compile_pattern(pattern)
+    except PatternError as exc:
+        raise QueryError(str(exc)) from None
 
 
 def query(proba: np.ndarray, n: int, strategy: str, *, texts: Sequence[str] | None = None,
@@ -108,7 +110,7 @@ def query(proba: np.ndarray, n: int, strategy: str, *, texts: Sequence[str] | No
           classes: Sequence[str] | None = None, thresholds: Sequence[float] | None = None
           ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the ``n`` rows to annotate next, best first, and their scores. ``regex`` keeps only rows whose
-    text matches (``re.search``). Ties are broken by row order. ``batch`` (see the module doc): ``diverse`` needs
+    text matches (RE2 ``search``, linear-time: model/patterns.py). Ties are broken by row order. ``batch`` (see the module doc): ``diverse`` needs
     ``texts``; ``balanced`` reads ``counts`` (training labels per class name) of ``classes`` (the columns of
     ``proba``) and, multilabel, the per-label ``thresholds`` (default 0.5)."""
     if not isinstance(n, (int, np.integer)) or n < 0:

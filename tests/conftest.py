@@ -13,7 +13,7 @@ SMS_CSV = SHARED / "data" / "sms_spam" / "sms_spam.csv"
 os.environ.setdefault("MODEL_FAMILIES", "quick,rnn")
 
 
-def start_loop(emu, tmp_path, project: str, **settings):
+def start_loop(emu, tmp_path, project: str, label: str = "", **settings):
     """Serve ``emu`` on 127.0.0.1 and build a worker Loop for alice/<project> with ``settings`` overrides.
     Returns (server, store, loop, project id); the caller stops the server."""
     from annotation_client import TagtogClient
@@ -25,9 +25,9 @@ def start_loop(emu, tmp_path, project: str, **settings):
     server = EmulatorServer(emu).start()
     settings.setdefault("model_families", "rnn")  # these tests exercise the loop with the seed's family
     cfg = Settings(instance_path=str(tmp_path), tagtog_base_url=server.url, tagtog_username="alice",
-                   tagtog_password="pw", tagtog_projects=(ProjectSpec("tagtog", "alice", project),), **settings)
+                   tagtog_password="pw", tagtog_projects=(ProjectSpec("tagtog", "alice", project, label),), **settings)
     store = Store(cfg.db_url)
     store.create_all()
-    pid = store.ensure_project("tagtog", "alice", project)
+    pid = store.ensure_project("tagtog", "alice", project, label)
     loop = Loop(cfg, store, lambda _: TagtogClient(server.url, "alice", "pw", retries=1, backoff=0.01))
     return server, store, loop, pid

@@ -64,7 +64,10 @@ def test_settings_from_env():
     assert s.db_url.startswith("sqlite:///") and s.db_url.endswith("instance/prelabel.db")
     for bad, needle in [({"RETRAIN_EVERY": "x"}, "RETRAIN_EVERY"), ({"TAGTOG_PROJECTS": "nope"}, "owner/name"),
                         ({"IGNORE_API_SOURCE": "maybe"}, "IGNORE_API_SOURCE"),
-                        ({"GROUND_TRUTH_POLICY": "all"}, "GROUND_TRUTH_POLICY")]:
+                        ({"GROUND_TRUTH_POLICY": "all"}, "GROUND_TRUTH_POLICY"),
+                        ({"AL_REGEX": r"(\w)\1"}, r"AL_REGEX: regex .* does not compile.*back-references"),
+                        ({"AL_REGEX": "x" * 501}, "AL_REGEX: .*at most 500"),
+                        ({"MAX_TEXT_BYTES": "10"}, "MAX_TEXT_BYTES"), ({"MAX_ANNOTATION_BYTES": "-1"}, "at least 1024")]:
         with pytest.raises(ValueError, match=needle):
             Settings.from_env(bad)
 

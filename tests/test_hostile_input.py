@@ -145,3 +145,48 @@ def test_ids_beyond_64_bits_are_404_not_a_driver_overflow(app, method, path):
         r = getattr(c, method)(path.format(big=big), json={})
         assert r.status_code in (401, 404) and "error" in r.json, (path, r.status_code, r.json)
     assert c.get("/api/v1/projects/1").status_code == 200  # ids that fit still route
+
+
+@pytest.mark.timeout(300)
+def test_catastrophic_regex_answers_while_webhooks_keep_being_acknowledged(tmp_path):
+    """``(a+)+$`` on runs of one letter takes exponential time under a backtracking engine: eight such requests
+    would hold every thread of the default web process (2 x 4) and stop webhook acknowledgements. Under RE2 each
+    answers at once, and every webhook sent meanwhile is acknowledged."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from emulator.export import write_export
+    from scripts.stack import Stack
+    from storage import Document, Store
+
+    write_export(tmp_path / "export", [(f"d{i}.txt", "hello", None) for i in range(40)], "isSpam")
+    stack = Stack(tmp_path, tmp_path / "export", start_worker=False, settings={"LOG_LEVEL": "WARNING"})
+    with stack:
+        store = Store(f"sqlite:///{tmp_path / 'instance' / 'prelabel.db'}")
+        with store.session() as s:  # the pool a sync would have stored: texts with long runs of one letter
+            for i, n in enumerate([30, 40, 5000, 200_000]):
+                s.add(Document(project_id=1, platform_id=f"run{i}", text="a" * n + "!", text_hash=f"run{i}"))
+        auth = stack.hook_auth
+        hook = {"Content-Type": "application/json", "X-tagtog-onPushSave-source": "GUI",
+                "X-tagtog-onPushSave-status": "updated"}
+
+        def hostile(pattern):
+            return requests.get(f"{stack.web_url}/api/v1/projects/1/next", params={"regex": pattern, "n": 10},
+                                timeout=30)
+
+        def webhook(docid):
+            return requests.post(f"{stack.web_url}/webhooks/tagtog", auth=auth, headers=hook, timeout=30,
+                                 json={"owner": "alice", "project": "spam", "tagtogID": docid})
+
+        docids = [d for d, _ in stack.docids()][:30]
+        with ThreadPoolExecutor(16) as pool:
+            regexes = [pool.submit(hostile, p) for p in ["(a+)+$", "(a|aa)+$", "(a*)*b", "^(a+)+!$"] * 2]
+            hooks = [pool.submit(webhook, d) for d in docids]
+            answers = [f.result() for f in regexes]
+            acks = [f.result() for f in hooks]
+        assert [r.status_code for r in answers] == [200] * 8
+        assert {d["docid"] for d in answers[3].json()["documents"]} == {"run0", "run1", "run2", "run3"}
+        assert answers[0].json()["documents"] == []  # no text ends in a run of a's
+        assert [r.status_code for r in acks] == [202] * len(docids)
+        # a construct RE2 cannot run in linear time is a 400 naming the pattern, not a slow answer
+        r = hostile(r"(a+)\1")
+        assert r.status_code == 400 and "(a+)\\\\1" in r.json()["error"] and "back-references" in r.json()["error"]

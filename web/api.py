@@ -310,7 +310,7 @@ def next_documents(project_id: int) -> Any:
     from model.query import QueryError, cold_start, compile_regex, query, resolve_batch  # noqa: PLC0415
 
     try:
-        compile_regex(regex)
+        pattern = compile_regex(regex)  # RE2: linear in the texts, whatever the caller's pattern
     except QueryError as exc:
         raise ApiError(400, str(exc)) from None
     with _store().session() as db:
@@ -332,7 +332,7 @@ def next_documents(project_id: int) -> Any:
     if strategy == "maxprob" and not cold and label not in classes:
         raise ApiError(400, f"strategy maxprob needs label= one of {classes}")
     if cold:  # cold start: not every class has a few examples yet, so scores would mislead
-        pool = [r for r in rows if regex is None or compile_regex(regex).search(r[2])]
+        pool = [r for r in rows if pattern is None or pattern.search(r[2])]
         chosen = random.Random(project_id + len(rows)).sample(pool, min(n, len(pool))) if strategy != \
             "deterministic" else pool[:n]
         docs = [{"docid": r[1], "score": None, "predicted": None, "probability": None} for r in chosen]

@@ -51,6 +51,18 @@ def test_regex_restricts():
         query(P, 1, "entropy", texts=TEXTS, regex="(")
 
 
+@pytest.mark.timeout(60)  # Python's backtracking re takes hours on this (2^40 ways to split the run)
+def test_regex_is_linear_time_and_refuses_what_re2_cannot_run():
+    texts = ["a" * 40 + "!", "a" * 100_000 + "!", "call now", "aaa"]
+    proba = np.full((4, 2), 0.5)
+    assert sorted(query(proba, 4, "entropy", texts=texts, regex=r"(a+)+$")[0]) == [3]
+    assert sorted(query(proba, 4, "entropy", texts=texts, regex=r"^(a|aa)+!$")[0]) == [0, 1]
+    for bad, needle in [(r"(a)\1", "invalid escape"), (r"(?=a)b", "invalid perl operator"),
+                        (r"(?<!x)y", "look-arounds"), ("a{5000}", "repetition"), ("x" * 501, "at most 500")]:
+        with pytest.raises(QueryError, match=needle):
+            query(proba, 1, "entropy", texts=texts, regex=bad)
+
+
 def test_multilabel_combines_by_mean():
     ml = np.array([[0.5, 0.99], [0.7, 0.7], [0.01, 0.02]])  # per-label sigmoids
     # LC per label: row0 .5,.01 -> .255 ; row1 .3,.3 -> .3 ; row2 .01,.02 -> .015

@@ -144,12 +144,38 @@ def test_next_maxprob_and_regex(served):
 @pytest.mark.parametrize("query,needle", [
     ("strategy=nope", "unknown strategy"), ("n=-1", "between 0 and 1000"), ("n=abc", "integer"),
     ("regex=(", "does not compile"), ("strategy=maxprob&label=nope", "maxprob needs label"),
-    ("batch=clusters", "unknown batch"),
+    ("batch=clusters", "unknown batch"), (r"regex=(a)\1", "regex '(a)\\\\1' does not compile"),
+    ("regex=(%3F%3Dcall)", "invalid perl operator"), ("regex=(%3F<!x)y", "no back-references or look-arounds"),
+    ("regex=" + "a" * 501, "at most 500"),
 ])
 def test_next_bad_input(served, query, needle):
     c, loop, pid, _, _ = served
     r = c.get(f"/api/v1/projects/{pid}/next?{query}")
     assert r.status_code == 400 and needle in r.json["error"]
+
+
+@pytest.mark.timeout(120)  # under Python's backtracking re this pattern would run for hours on these texts
+def test_next_catastrophic_regex_is_linear(served):
+    c, loop, pid, _, _ = served
+    from storage import Document, Prediction  # noqa: PLC0415
+    with loop.store.session() as s:
+        scored = s.query(Prediction).filter_by(project_id=pid).first()  # the champion's classes and version
+        for i, n in enumerate((40, 2000, 200_000)):  # runs of one letter: exponential for a backtracking engine
+            d = Document(project_id=pid, platform_id=f"runs{i}", text="a" * n + "!", text_hash=f"runs{i}")
+            s.add(d)
+            s.flush()
+            s.add(Prediction(document_id=d.id, project_id=pid, model_version_id=scored.model_version_id,
+                             proba=scored.proba))
+    try:
+        r = c.get(f"/api/v1/projects/{pid}/next?strategy=entropy&n=5&regex=(a%2B)%2B$")
+        assert r.status_code == 200 and r.json["documents"] == []  # no text ends in a run of a's
+        r = c.get(f"/api/v1/projects/{pid}/next?strategy=entropy&n=5&regex=(a%2B)%2B!$")
+        assert r.status_code == 200 and {d["docid"] for d in r.json["documents"]} == {"runs0", "runs1", "runs2"}
+    finally:
+        with loop.store.session() as s:
+            ids = [d.id for d in s.query(Document).filter(Document.platform_id.like("runs%"))]
+            s.query(Prediction).filter(Prediction.document_id.in_(ids)).delete(synchronize_session=False)
+            s.query(Document).filter(Document.id.in_(ids)).delete(synchronize_session=False)
 
 
 def test_next_cold_start_says_so(tmp_path):

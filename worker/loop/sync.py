@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from annotation_client import EventRejected, Listed, NotFound, Platform, ProjectRef, Reading, Scheme
+from annotation_client import EventRejected, Listed, NotFound, Platform, ProjectRef, Reading, Scheme, TooLarge
 from formats.errors import FormatError
 from storage import Document, Project, current_labels, latest_label, text_hash, utcnow
 
@@ -54,7 +54,7 @@ class Sync:
                 text = reading.text if reading.text is not None else platform.read_text(ref, listed.doc_id, False)[0]
             except NotFound:
                 continue
-            except FormatError as exc:
+            except (FormatError, EventRejected) as exc:  # e.g. over MAX_TEXT_BYTES: the others are imported
                 logger.warning("%s: skipping %s: %s", where, listed.doc_id, exc)
                 continue
             if reading.invalid:
@@ -156,7 +156,7 @@ class Sync:
                 reading = (listed.reading if listed is not None else None) or platform.read_document(ref, key, scheme)
             except NotFound:
                 reading = Reading(key, None)
-            except FormatError as exc:
+            except (FormatError, TooLarge) as exc:
                 reading = Reading(key, None, invalid=str(exc))
         if reading.invalid:
             counts["invalid"] += 1
