@@ -153,8 +153,8 @@ def test_a_document_stored_by_another_worker_meanwhile_is_read_on_the_second_try
     real_get_text = client.get_text
     raced = []
 
-    def get_text_while_another_worker_stores_it(owner, project, docid):
-        text = real_get_text(owner, project, docid)
+    def get_text_while_another_worker_stores_it(owner, project, docid, **limits):
+        text = real_get_text(owner, project, docid, **limits)
         if not raced:  # the other worker's insert lands between our lookup and our flush
             raced.append(docid)
             with store.session() as s:
