@@ -60,6 +60,9 @@ def example_values(path: Path = ENV_EXAMPLE) -> dict[str, set[str]]:
     return out
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")  # a QUEUE_URL naming Redis (worker/jobs.make_huey)
+
+
 @dataclass(frozen=True)
 class Settings:
     prelabel_env: str = "development"  # production: refuse to start without credentials or with example values
@@ -208,6 +211,16 @@ class Settings:
 
     def with_(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
+
+    def unused_client_libraries(self) -> tuple[str, ...]:
+        """The optional server clients these settings never use: ``redis`` unless the queue is on Redis,
+        ``psycopg`` unless the database is PostgreSQL (the web workers leave them unloaded: gunicorn.conf.py)."""
+        unused = []
+        if not self.queue_url.startswith(REDIS_SCHEMES):
+            unused.append("redis")
+        if not self.db_url.startswith("postgresql"):
+            unused.append("psycopg")
+        return tuple(unused)
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None) -> "Settings":

@@ -38,14 +38,14 @@ def on_starting(server: Any) -> None:
 def post_fork(server: Any, worker: Any) -> None:
     """In each web worker, before it loads the app: Huey's storage module imports the Redis and PostgreSQL client
     libraries whenever they are installed (~15 MB per process); a worker whose queue and database use neither
-    marks them absent (``import`` then raises ImportError, which Huey expects), so they are never loaded."""
+    marks them absent (``import`` then raises ImportError, which Huey expects), so they are never loaded. The
+    settings are read as the app will read them (config imports neither library)."""
     import sys
 
-    queue = os.environ.get("QUEUE_URL", "") or os.environ.get("REDIS_URL", "")
-    if not queue.startswith(("redis", "unix")):
-        sys.modules.setdefault("redis", None)  # type: ignore[assignment]
-    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        sys.modules.setdefault("psycopg", None)  # type: ignore[assignment]
+    from config import Settings
+
+    for module in Settings.load().unused_client_libraries():
+        sys.modules.setdefault(module, None)  # type: ignore[assignment]
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -8,6 +8,7 @@ but not back-references (``\\1``) or look-arounds (``(?=``, ``(?!``, ``(?<=``, `
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import re2
@@ -23,8 +24,10 @@ class PatternError(ValueError):
     """A pattern that is too long, or that RE2 does not compile (bad syntax, or a construct it does not support)."""
 
 
+@lru_cache(maxsize=64)  # the web checks a pattern then ranks with it; the worker uses AL_REGEX every round
 def compile_pattern(pattern: str) -> Any:
-    """``pattern`` compiled by RE2 (its ``search``/``match`` work as ``re``'s); PatternError naming it otherwise."""
+    """``pattern`` compiled by RE2 (its ``search``/``match`` work as ``re``'s, and it is safe to share between
+    threads); PatternError naming it otherwise."""
     if len(pattern) > MAX_PATTERN_CHARS:
         raise PatternError(f"regex is {len(pattern)} characters long; at most {MAX_PATTERN_CHARS} are accepted")
     try:

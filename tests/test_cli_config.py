@@ -72,6 +72,13 @@ def test_settings_from_env():
             Settings.from_env(bad)
 
 
+def test_unused_client_libraries_follow_the_queue_and_database():
+    assert Settings.from_env({}).unused_client_libraries() == ("redis", "psycopg")
+    assert Settings.from_env({"REDIS_URL": "redis://127.0.0.1:6379/0"}).unused_client_libraries() == ("psycopg",)
+    both = Settings.from_env({"QUEUE_URL": "unix:///tmp/r.sock", "DATABASE_URL": "postgresql+psycopg://u@h/db"})
+    assert both.unused_client_libraries() == ()
+
+
 def test_labelstudio_settings_and_env_example_lists_every_setting():
     s = Settings.from_env({"LABELSTUDIO_PROJECTS": "12, 15:sentiment", "LABELSTUDIO_TOKEN": "t"})
     assert s.labelstudio_projects == (ProjectSpec("labelstudio", "ls", "12"),

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 from huey.exceptions import TaskLockedException
 
-from config import Settings
+from config import REDIS_SCHEMES, Settings
 from model.names import SLOW_FAMILIES
 from storage import Store
 
@@ -34,7 +34,7 @@ SETTINGS = Settings.load()
 
 def make_huey(settings: Settings, name: str = "prelabel") -> Huey:
     """The queue ``name``: on Redis (QUEUE_URL=redis://...) or in a SQLite file in the instance folder."""
-    if settings.queue_url.startswith(("redis://", "rediss://", "unix://")):
+    if settings.queue_url.startswith(REDIS_SCHEMES):
         return RedisHuey(name, url=settings.queue_url, results=False)
     if settings.queue_url and not settings.queue_url.startswith("sqlite"):
         raise ValueError(f"QUEUE_URL must be redis://... or empty (SQLite), got {settings.queue_url.split(':')[0]}:")
