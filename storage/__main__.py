@@ -8,6 +8,7 @@ the settings (it stays ~25 MB; the web workers fork from it).
 from __future__ import annotations
 
 import logging
+import sys
 
 from config import Settings, setup_logging
 
@@ -15,7 +16,10 @@ from .store import Store
 
 
 def main() -> None:
-    settings = Settings.load()
+    try:
+        settings = Settings.load()
+    except ValueError as exc:  # a bad setting: one line naming it, no traceback (the gunicorn master stops)
+        sys.exit(f"prelabel: {exc}")
     setup_logging(settings.log_level, settings.log_format)
     Store(settings.db_url).create_all()
     logging.getLogger(__name__).debug("schema ready")
