@@ -17,6 +17,7 @@ from typing import Any, Callable, ClassVar, Sequence
 import numpy as np
 
 from .base import TextClassifier, read_json, write_json
+from .names import plain
 
 logger = logging.getLogger(__name__)
 PARAMS_FILE = "ensemble.json"
@@ -52,8 +53,8 @@ class EnsembleClassifier(TextClassifier):
         for m in members[1:]:
             if list(m.classes_) != list(first.classes_) or bool(getattr(m, "multilabel_", False)) != bool(
                     getattr(first, "multilabel_", False)):
-                raise ValueError(f"ensemble members disagree on the classes: {list(first.classes_)} vs "
-                                 f"{list(m.classes_)}")
+                raise ValueError(f"ensemble members disagree on the classes: {plain(first.classes_)} vs "
+                                 f"{plain(m.classes_)}")
         ens = cls(families=[m.family for m in members])
         ens.members_ = list(members)
         ens.classes_ = np.array(first.classes_)

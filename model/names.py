@@ -46,3 +46,9 @@ def class_value(name: str, label_type: str | None) -> Any:
     import json  # noqa: PLC0415
 
     return json.loads(name) if label_type == "boolean" else name
+
+
+def plain(values: Iterable[Any]) -> list[Any]:
+    """Label values as plain Python (``'neutral'``, not ``np.str_('neutral')``), for messages people read."""
+    return [v.item() if hasattr(v, "item") and not isinstance(v, (str, bytes)) else
+            (str(v) if isinstance(v, str) else v) for v in values]

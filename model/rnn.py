@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .base import NotFittedError, TextClassifier, is_multilabel, read_json, write_json
+from .names import plain
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hides harmless TF 2.21 / Keras 3.15 version-skew noise
 logger = logging.getLogger(__name__)
@@ -114,12 +115,12 @@ class RNNClassifier(TextClassifier):
             for r, row in enumerate(labels):
                 for lab in row:
                     if str(lab) not in index:
-                        raise ValueError(f"label {lab!r} is not among the fitted classes {list(self.classes_)}")
+                        raise ValueError(f"label {lab!r} is not among the fitted classes {plain(self.classes_)}")
                     y[r, index[str(lab)]] = 1.0
             return y
         unknown = sorted({str(y) for y in labels} - set(index))
         if unknown:
-            raise ValueError(f"labels not among the fitted classes {list(self.classes_)}: {unknown}")
+            raise ValueError(f"labels not among the fitted classes {plain(self.classes_)}: {plain(unknown)}")
         y = np.array([index[str(v)] for v in labels], dtype="int32")
         return y.astype("float32") if len(self.classes_) == 2 else y
 

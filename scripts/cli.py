@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from annotation_client import LOCAL, platform_class
+from model.names import plain
 
 logger = logging.getLogger("prelabel.cli")
 BATCH = 256  # texts per prediction step: progress moves, memory stays flat
@@ -303,7 +304,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
         ys = [_class_of(y) for y in ys]
         unknown = sorted(set(ys) - set(clf.classes_))
         if unknown:
-            raise CliError(f"labels {unknown} are not among v{version}'s classes {list(clf.classes_)}")
+            raise CliError(f"labels {plain(unknown)} are not among v{version}'s classes {plain(clf.classes_)}")
     pred = clf.decide(predict_batched(clf, texts, args.progress, f"v{version}"))
     m = (evaluate_multilabel(ys, pred, list(clf.classes_), dataset=Path(args.file).name) if multilabel else
          evaluate(ys, pred, list(clf.classes_), positive_class(clf.classes_), dataset=Path(args.file).name))

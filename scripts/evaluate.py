@@ -13,6 +13,7 @@ from pathlib import Path
 
 from model.evaluate import evaluate, positive_class
 from model.factory import load_classifier
+from model.names import plain
 from scripts.train import read_labelled_csv
 
 
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     texts, labels = read_labelled_csv(args.csv, args.text_col, args.label_col)
     unknown = sorted(set(labels) - set(clf.classes_))
     if unknown:
-        ap.error(f"labels {unknown} are not among the model's classes {list(clf.classes_)}")
+        ap.error(f"labels {plain(unknown)} are not among the model's classes {plain(clf.classes_)}")
     m = evaluate(labels, clf.predict(texts), clf.classes_, args.positive or positive_class(clf.classes_))
     json.dump(m, sys.stdout, indent=2)
     sys.stdout.write("\n")

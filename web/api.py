@@ -117,18 +117,25 @@ def _store() -> Store:
     return current_app.extensions["prelabel.store"]
 
 
-def _bearer(token: str, what: str) -> None:
+def _bearer_ok(token: str) -> bool:
     got = request.headers.get("Authorization", "")
-    if not hmac.compare_digest(got.encode(), f"Bearer {token}".encode()):
+    return bool(token) and hmac.compare_digest(got.encode(), f"Bearer {token}".encode())
+
+
+def _bearer(token: str, what: str) -> None:
+    if not _bearer_ok(token):
         raise ApiError(401, f"{what} token missing or wrong (Authorization: Bearer ...)",
                        {"WWW-Authenticate": 'Bearer realm="prelabel"'})
 
 
 @bp.before_request
 def read_token() -> None:
+    """Reads need the API token, or the admin token: it grants everything the API token grants (one header
+    carries one token, so a route that needs admin must not also demand the read token)."""
     s = current_app.extensions["prelabel.settings"]
     if request.method == "GET" and s.api_token and request.endpoint != "api_v1.openapi":
-        _bearer(s.api_token, "API")
+        if not _bearer_ok(s.admin_token):
+            _bearer(s.api_token, "API")
 
 
 def admin() -> None:

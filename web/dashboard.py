@@ -33,13 +33,17 @@ def _store() -> Store:
 
 @bp.before_request
 def _auth() -> None:
-    token = current_app.extensions["prelabel.settings"].api_token
+    settings = current_app.extensions["prelabel.settings"]
+    token = settings.api_token
     if not token:
         return
     auth = request.authorization
     given = (auth.password or "") if auth is not None and auth.type == "basic" else ""
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        raise ApiError(401, "the dashboard needs HTTP Basic credentials: any user name, API_TOKEN as password",
+    # the admin token grants what the API token grants
+    ok = [hmac.compare_digest(given.encode(), t.encode()) for t in (token, settings.admin_token) if t]
+    if not any(ok):
+        raise ApiError(401, "the dashboard needs HTTP Basic credentials: any user name, API_TOKEN (or ADMIN_TOKEN) "
+                            "as password",
                        {"WWW-Authenticate": 'Basic realm="prelabel dashboard"'})
 
 

@@ -32,6 +32,7 @@ from annotation_client.labelstudio import OWNER as LABELSTUDIO_OWNER
 from config import Settings
 from formats.labelstudio import (FormatError, build_prediction, model_version_name, parse_label_config,
                                  parse_predict_request, parse_project_ref, task_text)
+from model.names import plain
 from storage import ModelVersion, Project, Store
 
 from .api import ApiError, harden, new_app, require_json
@@ -162,7 +163,7 @@ def predict() -> Any:
     version, clf = loaded
     proba = clf.predict_proba(texts)
     classes = list(clf.classes_)
-    unknown = [c for c in classes if c not in config.choices]
+    unknown = plain(c for c in classes if c not in config.choices)
     if unknown:
         raise ApiError(409, f"the champion v{version} predicts {unknown}, which the label config no longer has; "
                                 "it is retrained on the next annotation")

@@ -25,3 +25,12 @@ def test_stop_needs_every_one_of_the_last_rounds_under_the_threshold():
     off = stop_signal(rounds(0.0, 0.0, 0.02), 3, 0.01)
     assert not off["suggested"] and "up to 2.0%" in off["reason"]
     assert not stop_signal(rounds(0.0, 0.0), 3, 0.01)["suggested"]  # too few rounds
+
+
+def test_label_values_in_messages_are_plain_python():
+    import numpy as np
+
+    from model.names import plain
+
+    assert f"{plain(np.array(['neutral', 'pos']))}" == "['neutral', 'pos']"
+    assert plain([np.str_("a"), np.int64(3), np.bool_(True), "b", 2.5]) == ["a", 3, True, "b", 2.5]

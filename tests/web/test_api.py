@@ -211,3 +211,26 @@ def test_cross_validation_on_demand(trained):
     assert c.get(f"/api/v1/projects/{pid}/versions/1").json["cv"]["folds"] == 5
     with pytest.raises(ValueError, match="small data"):
         loop.crossval.run(pid, folds=5, max_labels=100)
+
+
+def test_production_download_with_the_documented_admin_command(served):
+    """PRELABEL_ENV=production demands both tokens; the README's download command sends the admin token alone,
+    and the admin token also reads what the API token reads (one Authorization header holds one token)."""
+    _, loop, pid, _, _ = served
+    tokens = {"api_token": "api-0123456789abcdef", "admin_token": "adm-0123456789abcdef",
+              "metrics_token": "met-0123456789abcdef", "webhook_username": "tagtog-hook",
+              "webhook_password": "hook-0123456789abcdef", "tagtog_username": "alice", "tagtog_password": "tt-pw-42"}
+    app = create_app({"instance_path": loop.settings.instance_path, "prelabel_env": "production", **tokens,
+                      "tagtog_projects": (ProjectSpec("tagtog", "alice", "spam"),)})
+    assert app.extensions["prelabel.settings"].prelabel_env == "production"
+    c = app.test_client()
+    admin, api = ({"Authorization": f"Bearer {tokens[k]}"} for k in ("admin_token", "api_token"))
+    r = c.get(f"/api/v1/projects/{pid}/versions/1/download", headers=admin)
+    assert r.status_code == 200 and "v1/meta.json" in zipfile.ZipFile(io.BytesIO(r.data)).namelist()
+    r = c.get(f"/api/v1/projects/{pid}/versions/1/download", headers=api)
+    assert r.status_code == 401 and "admin token" in r.json["error"]  # the read token never grants admin
+    assert c.get(f"/api/v1/projects/{pid}/versions/1/download").status_code == 401
+    assert c.get(f"/api/v1/projects/{pid}", headers=admin).status_code == 200  # admin reads too
+    assert c.get(f"/api/v1/projects/{pid}", headers=api).status_code == 200
+    assert c.get(f"/api/v1/projects/{pid}").status_code == 401
+    assert c.get("/dashboard/", auth=("lead", tokens["admin_token"])).status_code == 200

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from annotation_client import EventRejected, PlatformError, PlatformUnavailable
 from model.evaluate import is_holdout
 from model.factory import save_version
-from model.names import class_name, class_value, classes_of
+from model.names import class_name, class_value, classes_of, plain
 from storage import Label, ModelVersion, Project, current_labels, utcnow
 
 if TYPE_CHECKING:
@@ -387,7 +387,7 @@ class Training:
             return "champion", "no validation documents yet: promoted without comparison"
         champion = self.loop.classifier(project_id, champion_id)
         if list(champion.classes_) != list(clf.classes_):
-            return "champion", f"label scheme changed ({list(champion.classes_)} -> {list(clf.classes_)})"
+            return "champion", f"label scheme changed ({plain(champion.classes_)} -> {plain(clf.classes_)})"
         with self.loop.store.session() as s:
             champ_version = s.get(ModelVersion, champion_id).version
         champ = score(val, champion, "validation")[key]
