@@ -3,6 +3,10 @@ DataFrame out, and back.
 
 A multilabel value is written as its labels joined by ``;`` (``joy;surprise``), the way the GoEmotions files and
 spreadsheets carry it, and read back the same way.
+
+Exports never run code in a spreadsheet (texts come from whoever wrote the documents): a CSV cell that starts with
+``= + - @``, a tab or a carriage return gets a leading apostrophe (OWASP's rule for CSV injection), and reading a CSV
+takes it off again, so an export imports back to the same text; XLSX cells are written as text, never formulas.
 """
 from __future__ import annotations
 
@@ -16,6 +20,22 @@ from .errors import FormatError
 
 SUFFIXES = (".csv", ".xlsx", ".parquet")
 SEPARATOR = ";"
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets read as the start of a formula
+
+
+def neutralise(cell: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: a leading apostrophe before ``= + - @``, tab or CR (also before
+    apostrophes already leading such a cell, so ``unneutralise`` gives back exactly the original)."""
+    if isinstance(cell, str) and cell.lstrip("'").startswith(FORMULA_START):
+        return "'" + cell
+    return cell
+
+
+def unneutralise(cell: Any) -> Any:
+    """The inverse of ``neutralise``, applied to every CSV cell read."""
+    if isinstance(cell, str) and cell.startswith("'") and cell.lstrip("'").startswith(FORMULA_START):
+        return cell[1:]
+    return cell
 
 
 def table_kind(filename: str) -> str:
@@ -32,6 +52,7 @@ def read_table(data: bytes, filename: str) -> pd.DataFrame:
     try:
         if kind == "csv":
             df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
+            df = df.map(unneutralise).rename(columns=unneutralise)
         elif kind == "xlsx":
             df = pd.read_excel(io.BytesIO(data), dtype=str, keep_default_na=False, engine="openpyxl")
         else:
@@ -52,12 +73,31 @@ def write_table(df: pd.DataFrame, filename: str) -> bytes:
     kind = table_kind(filename)
     buf = io.BytesIO()
     if kind == "csv":
-        df.to_csv(buf, index=False)
+        # CRLF rows (RFC 4180): a cell holding a lone CR is quoted, not split into two rows
+        df.map(neutralise).rename(columns=neutralise).to_csv(buf, index=False, lineterminator="\r\n")
     elif kind == "xlsx":
-        df.to_excel(buf, index=False, engine="openpyxl")
+        _write_xlsx(df, buf)
     else:
         df.to_parquet(buf, index=False)
     return buf.getvalue()
+
+
+def _write_xlsx(df: pd.DataFrame, buf: io.BytesIO) -> None:
+    """Every string cell typed as text: openpyxl (and pandas through it) turns a string starting with ``=`` into a
+    live formula (``HYPERLINK``, DDE ``cmd|...``)."""
+    from openpyxl import Workbook  # noqa: PLC0415
+
+    wb = Workbook(write_only=False)
+    ws = wb.active
+    for r, row in enumerate([list(map(str, df.columns)), *df.itertuples(index=False, name=None)], start=1):
+        for c, value in enumerate(row, start=1):
+            if value is None or (isinstance(value, float) and value != value):
+                continue
+            cell = ws.cell(row=r, column=c)
+            cell.value = value.item() if hasattr(value, "item") else value  # (XML keeps a lone CR as LF)
+            if isinstance(cell.value, str):
+                cell.data_type = "s"  # text, whatever it starts with
+    wb.save(buf)
 
 
 def label_cell(value: Any) -> str:

