@@ -14,9 +14,15 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 from .errors import WebhookRejected
+
+
+def utcnow() -> datetime:
+    """Naive UTC, as the store keeps times (when a platform read happened, for race detection)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)
@@ -196,10 +202,23 @@ class Platform(ABC):
     @abstractmethod
     def upload_prelabels(self, project: ProjectRef, scheme: Scheme, suggestions: Sequence[Suggestion],
                          version: int, still_wanted: Callable[[str], bool],
-                         uploaded: Callable[[Sequence[Suggestion]], None]) -> int:
+                         uploaded: Callable[..., None]) -> int:
         """Upload pre-labels of model ``version``; returns how many the platform took. Never overwrites a
         person's label. ``still_wanted(doc_id)`` is asked right before each upload (a person may be on it now);
-        ``uploaded(done)`` is called after each platform call, so a retried job skips what is done."""
+        ``uploaded(done, before=None)`` is called after each platform call, so a retried job skips what is done;
+        ``before`` maps a document to (when its state was read, what the upload replaced) where an upload
+        replaces the document's annotations (tagtog), for ``restore_overwritten``."""
+
+    def carries_upload(self, reading: Reading, version: int) -> bool:
+        """Whether a document read now still shows prelabel's upload of ``version`` (a person's save that
+        arrived before it was overwritten by it). False where uploads never replace annotations (Label Studio's
+        predictions are separate objects)."""
+        return False
+
+    def restore_overwritten(self, project: ProjectRef, doc_id: str, version: int, replaced: str) -> bool:
+        """Put back what an upload of ``version`` replaced (``replaced``, as passed to ``uploaded``); True when
+        the platform was written."""
+        return False
 
     def create_document(self, project: ProjectRef, text: str, filename: str) -> str:
         """Upload a text as a new document (``can_create_documents``), found again by ``filename`` after a

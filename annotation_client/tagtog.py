@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Se
 from werkzeug.datastructures import Authorization
 
 from formats.errors import FormatError
-from formats.tagtog import (AnnDoc, GroundTruthPolicy, dump_annjson, has_human_label, is_ground_truth,
-                            parse_annjson, parse_plain_html, parse_webhook, with_prelabel)
+from formats.tagtog import (AnnDoc, GroundTruthPolicy, carries_suggestion, dump_annjson, has_human_label,
+                            is_ground_truth, parse_annjson, parse_plain_html, parse_webhook, with_prelabel)
 
-from .base import Ignored, Listed, Plan, Platform, ProjectRef, Reading, Scheme, Suggestion, WebhookEvent, rejected
+from .base import (Ignored, Listed, Plan, Platform, ProjectRef, Reading, Scheme, Suggestion, WebhookEvent, rejected,
+                   utcnow)
 from .errors import AuthError, EventRejected, NotFound, PlatformError, TooLarge, json_of
 from .transport import new_session, send
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     import requests
 
 logger = logging.getLogger(__name__)
+PRELABEL_WHO = "ml:prelabel-v"  # who prelabel's uploads carry (ml:prelabel-v<version>)
 
 
 @dataclass(frozen=True)
@@ -379,9 +381,14 @@ class TagtogPlatform(Platform):
     # -- writes ----------------------------------------------------------------------------------------------
     def upload_prelabels(self, project: ProjectRef, scheme: Scheme, suggestions: Sequence[Suggestion],
                          version: int, still_wanted: Callable[[str], bool],
-                         uploaded: Callable[[Sequence[Suggestion]], None]) -> int:
-        """One anndoc upload per document, each checked right before (tagtog has no conditional update): a
-        document a person has labelled or confirmed is never overwritten."""
+                         uploaded: Callable[..., None]) -> int:
+        """One anndoc upload per document. tagtog has no conditional update, so the window between the last read
+        and the write is kept to one local check: plain.html is read first, then ann.json; a document a person has
+        labelled or confirmed is never written, nor one whose person save is waiting in prelabel's queue (asked
+        again right before the write), nor one that already shows the same suggestion (re-uploading it every
+        round is what put the most uncertain documents under the annotators' hands). The annotations replaced are
+        passed to ``uploaded`` (``before``), so a person's save that still lands in the window can be detected and
+        what was there put back (``restore_overwritten``)."""
         who = f"ml:prelabel-v{version}"
         name_to_id = dict(zip(scheme.names, scheme.ids))
         n = 0
@@ -394,23 +401,45 @@ class TagtogPlatform(Platform):
             if not still_wanted(sug.doc_id):
                 continue
             try:
+                html = self.client.get_plain_html(project.owner, project.name, sug.doc_id, max_bytes=self.html_limit)
+                read_at = utcnow()
                 ann = self.client.get_annjson(project.owner, project.name, sug.doc_id, self.member,
                                               max_bytes=self.max_annotation_bytes)
                 if has_human_label(ann):  # a person got there first: never overwrite
                     continue
-                html = self.client.get_plain_html(project.owner, project.name, sug.doc_id, max_bytes=self.html_limit)
+                if carries_suggestion(ann, {lid: v for lid, v, _ in marks}, PRELABEL_WHO):
+                    continue  # the annotator already sees this suggestion
+                new = ann
                 for lid, v, pr in marks:
-                    ann = with_prelabel(ann, lid, v, pr, who)
-                self.client.upload_anndoc(project.owner, project.name, [AnndocUpload(sug.doc_id, html, ann)],
+                    new = with_prelabel(new, lid, v, pr, who)
+                if not still_wanted(sug.doc_id):  # a person's save arrived while we read: leave it to them
+                    continue
+                self.client.upload_anndoc(project.owner, project.name, [AnndocUpload(sug.doc_id, html, new)],
                                           member=self.member)
             except NotFound:
                 continue
             except TooLarge as exc:  # it grew on the platform since it was stored: leave it to the annotators
                 logger.warning("pre-label of %s skipped: %s", sug.doc_id, exc)
                 continue
-            uploaded([sug])
+            uploaded([sug], {sug.doc_id: (read_at, dump_annjson(ann))})
             n += 1
         return n
+
+    def carries_upload(self, reading: Reading, version: int) -> bool:
+        return f"ml:prelabel-v{version}" in reading.who.split(",")
+
+    def restore_overwritten(self, project: ProjectRef, doc_id: str, version: int, replaced: str) -> bool:
+        """Put back the annotations an upload of ``version`` replaced, if the document still holds that upload
+        and nothing a person made since."""
+        ann = self.client.get_annjson(project.owner, project.name, doc_id, self.member,
+                                      max_bytes=self.max_annotation_bytes)
+        ours = f"ml:prelabel-v{version}"
+        if has_human_label(ann) or not any(ours in m.confidence.who for m in ann.metas.values()):
+            return False
+        html = self.client.get_plain_html(project.owner, project.name, doc_id, max_bytes=self.html_limit)
+        self.client.upload_anndoc(project.owner, project.name, [AnndocUpload(doc_id, html, parse_annjson(replaced))],
+                                  member=self.member)
+        return True
 
     @property
     def html_limit(self) -> int | None:

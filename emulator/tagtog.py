@@ -264,6 +264,10 @@ class TagtogEmulator:
         self.rng = random.Random(seed)
         self.log: list[dict[str, Any]] = []  # what happened, in order
         self.faults: list[int] = []  # statuses the next API calls answer with (fault injection)
+        # a member without admin rights: GET settings/v1/export answers this status (403/404); None: served
+        self.settings_export_status: int | None = None
+        # a person's save injected between prelabel's read of a document and its write (set_race)
+        self.race: dict[str, Any] | None = None
         self._hooks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhooks")  # keeps delivery order
         self.app = self._make_app()
 
@@ -371,13 +375,17 @@ class TagtogEmulator:
             if not ok(m.value):
                 raise ApiError(400, f"value {m.value!r} is not valid for {ld.type} label {lid} ({ld.name})")
 
-    def fire(self, p: Project, doc: Doc, member: str, source: str, status: str) -> None:
-        """Send the project's webhooks (format tagtogID) in the background, in order."""
+    def fire(self, p: Project, doc: Doc, member: str, source: str, status: str, wait: bool = False) -> None:
+        """Send the project's webhooks (format tagtogID) in the background, in order (``wait``: now, in this
+        thread, before it goes on)."""
         body = {"owner": p.owner, "project": p.name, "tagtogID": doc.docid, "docid": doc.docid, "member": member}
         for hook in list(p.webhooks):
             if hook.only_gui and source != "GUI":
                 continue
-            self._hooks.submit(self._deliver, hook, body, source, status)
+            if wait:
+                self._deliver(hook, body, source, status)
+            else:
+                self._hooks.submit(self._deliver, hook, body, source, status)
 
     def _deliver(self, hook: Webhook, body: dict[str, Any], source: str, status: str) -> None:
         headers = {"X-tagtog-onPushSave-source": source, "X-tagtog-onPushSave-status": status}
@@ -427,6 +435,9 @@ class TagtogEmulator:
                         raise ApiError(400, f"{stem}.ann.json is not valid JSON") from None
                     self._validate_ann(p, ann)
                     doc, result = self._upsert_pair(p, fmt, folder, content_name, content, stem)
+                    if result == "updated" and member == "master" and self._race_due(doc, "write"):
+                        self._race_save(p, doc)  # the upload below lands over it
+                        events.append((doc, "race"))
                     ann.setdefault("annotatable", {})
                     if not ann["annotatable"].get("parts"):
                         ann["annotatable"]["parts"] = [pid for pid, _ in parse_plain_html(doc.plain_html).parts]
@@ -454,7 +465,10 @@ class TagtogEmulator:
         else:
             raise ApiError(400, "nothing to import: send text, or files")
         for doc, result in events:
-            self.fire(p, doc, member, "API", result)
+            if result == "race":  # the person's save, delivered after the upload that overwrote it
+                self.fire(p, doc, "master", "GUI", "updated")
+            else:
+                self.fire(p, doc, member, "API", result)
         return items, last
 
     def _pairs(self, files: list[tuple[str, bytes]]) -> list[tuple[str, str, bytes, bytes]]:
@@ -514,7 +528,11 @@ class TagtogEmulator:
             if ann is None and member != "master":
                 headers["Warning"] = f'299 - "member {member} has no annotations; returning master"'
             ann = ann if ann is not None else doc.ann.get("master") or empty_ann()
-            return Response(json.dumps(ann), 200, headers, mimetype="application/json")
+            answer = Response(json.dumps(ann), 200, headers, mimetype="application/json")
+            if member == "master" and self._race_due(doc, "read"):
+                self._race_save(p, doc)  # after this read was answered: what the reader saw is now stale
+                self.fire(p, doc, "master", "GUI", "updated", wait=True)
+            return answer
         if output in ("plain.html", "html", "xml"):
             return Response(doc.plain_html, 200, mimetype="text/html")
         if output in ("txt", "text"):
@@ -560,6 +578,64 @@ class TagtogEmulator:
         }
         return Response(json.dumps(body), 200, mimetype="application/json")
 
+    def set_race(self, count: int, at: str, labels: dict[str, Any], user: str, confirm: bool = True) -> None:
+        """The next ``count`` times a document no person has touched is read (``at="read"``: after serving an API
+        GET of its master ann.json) or written (``at="write"``: an anndoc upload over it), ``user`` saves it first
+        with ``labels`` (by name) and ``confirm``, exactly as in the web editor. ``read``: the save's webhook is
+        delivered before the read's answer returns (a prompt tagtog), so the writer can still see it;
+        ``write``: the upload lands over the save and its webhook is delivered after the upload (the worst case,
+        which tagtog's API cannot prevent: it has no conditional write)."""
+        if at not in ("read", "write"):
+            raise ApiError(400, "race at must be read or write")
+        self.race = {"count": int(count), "at": at, "labels": dict(labels), "user": user, "confirm": bool(confirm),
+                     "docids": []}
+
+    def _race_due(self, doc: Doc, at: str) -> bool:
+        r = self.race
+        if not r or r["count"] <= 0 or r["at"] != at:
+            return False
+        ann = doc.ann.get("master") or empty_ann()
+        touched = ann.get("anncomplete") or any(
+            not any(str(w).startswith("ml:") for w in (m.get("confidence") or {}).get("who") or [])
+            for m in (ann.get("metas") or {}).values())
+        return not touched
+
+    def _person_save(self, p: Project, doc: Doc, user: str, labels: dict[str, Any], confirm: bool | None,
+                     member: str = "master", raw_metas: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A person's save in the web editor: labels set by name (``None`` removes one), optionally confirmed."""
+        ann = json.loads(json.dumps(doc.ann.get(member) or empty_ann()))
+        ann["annotatable"]["parts"] = ann["annotatable"].get("parts") or ["s1v1"]
+        by_name = {d.name: lid for lid, d in p.labels.items()}
+        for name, value in labels.items():
+            lid = by_name.get(name, name if name in p.labels else None)
+            if lid is None:
+                raise ApiError(400, f"unknown label {name!r}")
+            if value is None:
+                ann["metas"].pop(lid, None)
+            else:
+                ann["metas"][lid] = {"value": value,
+                                     "confidence": {"state": "", "who": [f"user:{user}"], "prob": 1}}
+        if labels:
+            self._validate_ann(p, ann)
+        # Raw metas are not validated: they simulate a project whose legend changed under the document.
+        for lid, raw in (raw_metas or {}).items():
+            ann["metas"][lid] = raw
+        if confirm is not None:
+            ann["anncomplete"] = bool(confirm)
+        doc.ann[member] = ann
+        doc.updated = _now()
+        self._record("annotations", p, doc, member, by=user, result="updated", metas=ann["metas"],
+                     anncomplete=ann["anncomplete"], gui=True)
+        return ann
+
+    def _race_save(self, p: Project, doc: Doc) -> None:
+        r = self.race
+        assert r is not None
+        r["count"] -= 1
+        r["docids"].append(doc.docid)
+        self._person_save(p, doc, r["user"], r["labels"], r["confirm"])
+        self.log[-1]["race"] = r["at"]
+
     def _annotate(self, user: str) -> Response:
         """The annotator: set labels (by name) and/or confirm, as in the web editor; fires a GUI webhook."""
         body = request.get_json(silent=True)
@@ -574,29 +650,8 @@ class TagtogEmulator:
         if doc is None:
             raise ApiError(404, f"document {body.get('docid')!r} not found")
         member = body.get("member") or "master"
-        ann = json.loads(json.dumps(doc.ann.get(member) or empty_ann()))
-        ann["annotatable"]["parts"] = ann["annotatable"].get("parts") or ["s1v1"]
-        by_name = {d.name: lid for lid, d in p.labels.items()}
-        for name, value in (body.get("labels") or {}).items():
-            lid = by_name.get(name, name if name in p.labels else None)
-            if lid is None:
-                raise ApiError(400, f"unknown label {name!r}")
-            if value is None:
-                ann["metas"].pop(lid, None)
-            else:
-                ann["metas"][lid] = {"value": value,
-                                     "confidence": {"state": "", "who": [f"user:{user}"], "prob": 1}}
-        if body.get("labels"):
-            self._validate_ann(p, ann)
-        # Raw metas are not validated: they simulate a project whose legend changed under the document.
-        for lid, raw in (body.get("metas") or {}).items():
-            ann["metas"][lid] = raw
-        if "confirm" in body:
-            ann["anncomplete"] = bool(body["confirm"])
-        doc.ann[member] = ann
-        doc.updated = _now()
-        self._record("annotations", p, doc, member, by=user, result="updated", metas=ann["metas"],
-                     anncomplete=ann["anncomplete"], gui=True)
+        ann = self._person_save(p, doc, user, body.get("labels") or {}, body["confirm"] if "confirm" in body else None,
+                                member, body.get("metas"))
         self.fire(p, doc, member, "GUI", "updated")
         return Response(json.dumps(ann), 200, mimetype="application/json")
 
@@ -620,6 +675,25 @@ class TagtogEmulator:
             with self.lock:
                 self.faults = [int(body.get("status", 503))] * int(body.get("count", 1))
             return Response(json.dumps({"faults": len(self.faults)}), 200, mimetype="application/json")
+
+        @app.post("/-emulator/switches")
+        def switches() -> Response:
+            """``settings_export_status`` (403/404, or null); ``race``: {count, at: read|write, labels, user,
+            confirm} (see set_race), or null. Answers the race's documents so far."""
+            user = self._auth()
+            body = request.get_json(silent=True) or {}
+            with self.lock:
+                if "settings_export_status" in body:
+                    st = body["settings_export_status"]
+                    self.settings_export_status = None if st is None else int(st)
+                if "race" in body:
+                    r = body["race"]
+                    self.race = None
+                    if r is not None:
+                        self.set_race(int(r.get("count", 1)), r.get("at", "write"), r.get("labels") or {},
+                                      r.get("user") or user, bool(r.get("confirm", True)))
+                return Response(json.dumps({"settings_export_status": self.settings_export_status,
+                                            "race": self.race}), 200, mimetype="application/json")
 
         @app.errorhandler(ApiError)
         def api_error(exc: ApiError) -> Response:
@@ -673,6 +747,8 @@ class TagtogEmulator:
             user = self._auth()
             with self.lock:
                 p = self._project(user)
+                if self.settings_export_status is not None:  # the settings are for project admins
+                    raise ApiError(self.settings_export_status, "you have no permission to export the settings")
                 body = {"version": "1.6",
                         "folders": [{"index": i, "path": f} for i, f in enumerate(p.folders)],
                         "metas": [{"id": d.id, "name": d.name, "type": d.type, "description": ",".join(d.options),
@@ -751,12 +827,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only-gui", action="store_true", help="webhooks fire only for saves made in the GUI")
     ap.add_argument("--webhook-retries", type=int, default=0, help="retries of a failed webhook (default 0)")
     ap.add_argument("--seed", type=int, default=None, help="seed for generated document ids")
+    ap.add_argument("--settings-export-status", type=int, choices=(403, 404), default=None,
+                    help="answer GET settings/v1/export with this status (a member without admin rights)")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s emulator %(message)s")
     if not args.user:
         ap.error("give at least one --user USER:PASSWORD")
     emu = TagtogEmulator(dict(args.user), webhook_retries=args.webhook_retries, seed=args.seed)
+    emu.settings_export_status = args.settings_export_status
     for spec in args.project:
         name, _, labels = spec.partition("=")
         owner, _, pname = name.partition("/")

@@ -192,6 +192,19 @@ def ground_truth_labels(doc: AnnDoc, policy: GroundTruthPolicy) -> dict[str, Any
     return {mid: m.value for mid, m in doc.metas.items() if is_ground_truth(doc, m, policy)}
 
 
+def carries_suggestion(doc: AnnDoc, marks: Mapping[str, Any], who_prefix: str) -> bool:
+    """True when ``doc`` is unconfirmed and already shows these values (``{m_N: value}``) as a model's pre-label whose
+    ``who`` starts with ``who_prefix``: uploading the same suggestion again would change nothing for the annotator."""
+    if doc.anncomplete or not marks:
+        return False
+    for lid, value in marks.items():
+        m = doc.metas.get(lid)
+        if m is None or m.value != value or type(m.value) is not type(value) or not m.confidence.who or not all(
+                w.startswith(who_prefix) for w in m.confidence.who):
+            return False
+    return True
+
+
 def has_human_label(doc: AnnDoc) -> bool:
     """True when a person has touched any document label, or confirmed the document."""
     return doc.anncomplete or any(not m.confidence.is_ml for m in doc.metas.values())

@@ -58,6 +58,7 @@ class Stack:
     more_projects: tuple[str, ...] = ()  # further tagtog projects of ``owner``, each loaded with the same export
     tagtog: bool = True  # start the tagtog emulator (False: a Label Studio-only stack)
     ml_backend: bool = False  # start the Label Studio ML backend (web/ml_backend.py)
+    emulator_args: tuple[str, ...] = ()  # more options of emulator.tagtog (e.g. --settings-export-status 403)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -92,7 +93,8 @@ class Stack:
                 emu = self._spawn("emulator", [
                     sys.executable, "-m", "emulator.tagtog", "--port", str(self.emu_port),
                     "--user", ":".join(self.user), *per_project,
-                    "--webhook-auth", ":".join(self.hook_auth), "--log-level", "WARNING"], env={**os.environ})
+                    "--webhook-auth", ":".join(self.hook_auth), "--log-level", "WARNING", *self.emulator_args],
+                    env={**os.environ})
                 wait_http(f"{self.emu_url}/-emulator/healthz", 120, emu)
             self.start_web()
             if self.ml_backend:
@@ -173,6 +175,12 @@ class Stack:
                           json={"owner": self.owner, "project": project or self.project, "docid": docid,
                                 "labels": labels, "confirm": confirm})
         r.raise_for_status()
+
+    def emulator_switches(self, **switches: Any) -> dict[str, Any]:
+        """Set the emulator's switches (``settings_export_status``, ``race``: see emulator.tagtog.set_race)."""
+        r = requests.post(f"{self.emu_url}/-emulator/switches", auth=self.user, json=switches, timeout=10)
+        r.raise_for_status()
+        return r.json()
 
     def emulator_log(self, since: int = 0) -> list[dict[str, Any]]:
         return requests.get(f"{self.emu_url}/-emulator/log", params={"since": since}, timeout=10).json()

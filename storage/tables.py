@@ -216,6 +216,11 @@ class Upload(Base):
     accepted: Mapped[bool | None] = mapped_column(Boolean)
     strategy: Mapped[str | None] = mapped_column(String(40))  # the query strategy that chose the document
     score: Mapped[float | None] = mapped_column(Float)
+    # where an upload replaces the document's annotations (tagtog): when its state was read, what was replaced,
+    # and whether a person's save was caught in between (then it is never pre-labelled again by prelabel)
+    read_at: Mapped[datetime | None] = mapped_column(DateTime)
+    replaced: Mapped[str | None] = mapped_column(Text)
+    overwrote: Mapped[str | None] = mapped_column(String(200))
 
 
 class Prediction(Base):

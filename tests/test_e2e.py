@@ -1,4 +1,8 @@
-"""End to end, as separate processes over HTTP: tagtog emulator <-> prelabel web (gunicorn) + worker (Huey)."""
+"""End to end, as separate processes over HTTP: tagtog emulator <-> prelabel web (gunicorn) + worker (Huey).
+
+The emulator answers the settings export with 403 (a member without admin rights): prelabel knows only the legend,
+and must still upload boolean pre-labels as JSON booleans. Its race switch puts a person's save between prelabel's
+read of a document and its write."""
 from __future__ import annotations
 
 import time
@@ -36,7 +40,8 @@ def stack(tmp_path_factory):
     write_export(work / "export", ((f"row{i}.txt", t, None) for i, t in zip(rows.index, rows.text)), "isSpam")
     truth = {f"row{i}.txt": lab == "spam" for i, lab in zip(rows.index, rows.label)}
     s = Stack(work, work / "export", settings={"MIN_LABELS": "20", "MODEL_EPOCHS": "5", "PRELABEL_K": "5",
-                                               "SYNC_INTERVAL_S": "3600"})
+                                               "SYNC_INTERVAL_S": "3600"},
+              emulator_args=("--settings-export-status", "403"))
     with s:
         yield s, truth
 
@@ -116,3 +121,68 @@ def test_unknown_label_id_fails_only_that_event(stack):
     failed = wait_for(lambda: s.api("/api/v1/projects/1/events?state=failed")["events"], 60, "failed event", s)
     assert failed[0]["doc_id"] == docid and "m_7" in failed[0]["error"]
     assert s.api("/healthz")["status"] == "ok"
+
+
+def _ann(s: Stack, docid: str) -> dict:
+    return requests.get(f"{s.emu_url}/-api/documents/v1", auth=s.user, timeout=10, params={
+        "owner": "alice", "project": "spam", "ids": docid, "output": "ann.json"}).json()
+
+
+def _confirm_more(s: Stack, truth: dict, n: int) -> None:
+    """n more confirms of documents nobody touched, so a round retrains and pre-labels again."""
+    touched = {e["docid"] for e in s.emulator_log() if e["kind"] in ("annotations",)}
+    for docid, fn in [d for d in s.docids() if d[0] not in touched][:n]:
+        s.annotate(docid, {"isSpam": truth[fn]})
+
+
+def test_a_person_save_between_read_and_write_is_never_lost(stack):
+    """tagtog answers prelabel's read of a document, then a person labels and confirms it and tagtog delivers
+    the webhook at once: prelabel's check right before the write sees the save waiting and leaves the document."""
+    s, truth = stack
+    s.settle(quiet_s=3)
+    s.emulator_switches(race={"count": 3, "at": "read", "labels": {"isSpam": True}, "user": "alice"})
+    n_log = len(s.emulator_log())
+    _confirm_more(s, truth, 5)
+    race = wait_for(lambda: (r := s.emulator_switches()["race"]) and r["count"] == 0 and r, 180, "3 races", s)
+    s.settle(quiet_s=4)
+    for docid in race["docids"]:
+        ann = _ann(s, docid)  # the person's label and confirmation are what tagtog holds
+        assert ann["anncomplete"] is True and ann["metas"]["m_1"]["value"] is True
+        assert ann["metas"]["m_1"]["confidence"]["who"] == ["user:alice"]
+        writes = [e for e in s.emulator_log(n_log) if e["kind"] == "annotations" and e["docid"] == docid
+                  and not e.get("gui")]
+        assert writes == []  # prelabel never wrote over it
+    events = s.api("/api/v1/projects/1/events?state=done&limit=200")["events"]
+    stored = {e["doc_id"]: e["outcome"] for e in events if e["doc_id"] in race["docids"]}
+    assert stored == {d: "labelled true" for d in race["docids"]}  # and prelabel stored them
+    s.emulator_switches(race=None)
+
+
+def test_an_upload_that_lands_over_a_person_save_is_detected_and_undone(stack):
+    """The worst case tagtog's API cannot prevent (no conditional write): the person's save lands between the
+    read and the write, and its webhook arrives after the upload. prelabel sees the document shows its own
+    upload made after that save, puts back what the upload replaced, says so on the event, counts it in
+    /metrics, and never pre-labels that document again."""
+    s, truth = stack
+    s.settle(quiet_s=3)
+    s.emulator_switches(race={"count": 2, "at": "write", "labels": {"isSpam": True}, "user": "alice"})
+    n_log = len(s.emulator_log())
+    _confirm_more(s, truth, 5)
+    race = wait_for(lambda: (r := s.emulator_switches()["race"]) and r["count"] == 0 and r, 180, "2 races", s)
+    s.settle(quiet_s=4)
+    s.emulator_switches(race=None)
+    events = s.api("/api/v1/projects/1/events?limit=200")["events"]
+    caught = {e["doc_id"]: e["outcome"] for e in events if e["doc_id"] in race["docids"]}
+    assert set(caught) == set(race["docids"]), caught
+    for docid, outcome in caught.items():
+        assert outcome.startswith("overwritten: prelabel v") and "were put back" in outcome, outcome
+        log = [e for e in s.emulator_log() if e.get("docid") == docid and e["kind"] == "annotations"]
+        race_i = next(i for i, e in enumerate(log) if e.get("race"))
+        seen = log[race_i - 1]["metas"] if race_i else {}  # what prelabel read before its upload
+        upload, restore = log[race_i + 1], log[race_i + 2]  # the upload over the save, then the put-back
+        assert upload["metas"]["m_1"]["confidence"]["who"][0].startswith("ml:prelabel-v")
+        assert restore["metas"] == seen and restore["anncomplete"] is False
+        assert len(log) == race_i + 3  # never pre-labelled again
+    metrics = requests.get(f"{s.web_url}/metrics", timeout=10).text
+    line = [x for x in metrics.splitlines() if x.startswith("prelabel_person_saves_overwritten_total{")]
+    assert len(line) == 1 and 'outcome="restored"' in line[0] and line[0].endswith(" 2.0"), line

@@ -8,7 +8,9 @@ Metrics (``GET /metrics``, Prometheus text format):
 * read from the database at scrape time, so they are exact whichever process (web, workers on other machines)
   did the work: events by state, queue depth, training runs and their duration, champion scores, workers alive
   (their heartbeats) and the seconds since each worker was last seen, the share of each pool's predictions that
-  changed in the latest round and whether the stopping signal is on (model/stopping.py).
+  changed in the latest round and whether the stopping signal is on (model/stopping.py), and
+  ``prelabel_person_saves_overwritten_total{project, outcome}``: person saves an upload landed over (tagtog),
+  ``restored`` when what the upload replaced was put back, ``flagged`` when nothing could be.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import func, select, text
 
 from model.stopping import stop_signal
-from storage import Event, ModelVersion, Project, Store
+from storage import Event, ModelVersion, Project, Store, Upload
 
 from .api import ApiError
 
@@ -70,6 +72,10 @@ class StoreCollector:
         stop = GaugeMetricFamily("prelabel_stop_suggested", "1 when the pool's predictions changed for under "
                                  "STOP_CHANGED in each of the last STOP_ROUNDS rounds (more labels unlikely to help)",
                                  labels=["project"])
+        overwritten = CounterMetricFamily(
+            "prelabel_person_saves_overwritten", "Person saves an upload of prelabel landed over (tagtog has no "
+            "conditional write), by project and whether what the upload replaced was put back",
+            labels=["project", "outcome"])
         workers = self.store.workers(self.worker_alive_s)
         for w in workers:
             for q in w["queues"]:
@@ -104,6 +110,12 @@ class StoreCollector:
                 if (pid, fam) not in seen:
                     seen.add((pid, fam))
                     last.add_metric([slug.get(pid, str(pid)), fam], float(secs or 0.0))
+            caught: dict[tuple[str, str], int] = {}
+            for pid, what in s.execute(select(Upload.project_id, Upload.overwrote).where(Upload.overwrote.is_not(None))):
+                key = (slug.get(pid, str(pid)), what.split()[0])  # restored | flagged
+                caught[key] = caught.get(key, 0) + 1
+            for key, n in caught.items():
+                overwritten.add_metric(list(key), n)
             for pid, p in projects.items():
                 history = (p.schedule or {}).get("stability") or []
                 if history and history[-1].get("changed") is not None:
@@ -120,7 +132,8 @@ class StoreCollector:
                                 score.add_metric([p.slug, str(mv.version), key, dataset], float(metrics[key]))
         for (name, fam), total in totals.items():
             seconds.add_metric([name, fam], total)
-        yield from (events, processed, depth, runs, seconds, last, score, labels, alive, since_seen, changed, stop)
+        yield from (events, processed, depth, runs, seconds, last, score, labels, alive, since_seen, changed, stop,
+                    overwritten)
 
 
 class Metrics:

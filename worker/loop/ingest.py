@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from sqlalchemy import func, select
@@ -14,7 +15,8 @@ from sqlalchemy.exc import IntegrityError
 
 from annotation_client import EventRejected, NotFound, Platform, ProjectRef, Reading, Scheme
 from formats.errors import FormatError
-from storage import Document, Event, Label, Project, Upload, dumps_value, latest_label, text_hash
+from model.names import class_name
+from storage import Document, Event, Label, ModelVersion, Project, Upload, dumps_value, latest_label, text_hash
 
 if TYPE_CHECKING:
     from . import Loop
@@ -22,6 +24,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 RETRAIN_REQUESTED = "retrain requested"
 __all__ = ["RETRAIN_REQUESTED", "EventRejected", "Ingest", "check_value"]
+
+
+def same_class(a: str, b: str) -> bool:
+    """Two stored values (JSON) name the same class(es): a boolean and its string spelling are one class."""
+    def norm(v: str) -> Any:
+        x = json.loads(v)
+        return sorted(class_name(c) for c in x) if isinstance(x, list) else class_name(x)
+    return norm(a) == norm(b)
 
 
 def check_value(scheme: Scheme, value: Any, previous: Any = None) -> None:
@@ -52,6 +62,14 @@ class Ingest:
         """The scheme, and (before, after) label ids when reading it changed the stored one."""
         platform, ref = self.loop.project(project_id)
         scheme = platform.read_scheme(ref, refresh)
+        if scheme.kind == "single" and scheme.type is None:  # only a legend (no settings export): the values
+            typ = self.type_of_values(project_id)                # people stored say the type
+            if typ is not None:
+                record = None if scheme.record is None else {**scheme.record, "label_type": typ}
+                scheme = replace(scheme, type=typ, record=record)
+                if record is None:
+                    with self.loop.store.session() as s:
+                        s.get(Project, project_id).label_type = typ
         if scheme.record is None:
             return scheme, None
         with self.loop.store.session() as s:
@@ -65,6 +83,16 @@ class Ingest:
             self.loop.store.request_retrain(project_id)
             return scheme, (before[1], after[1])
         return scheme, None
+
+    def type_of_values(self, project_id: int) -> str | None:
+        """boolean or enum, from the first label value stored (JSON true/false, or a string); None before any."""
+        with self.loop.store.session() as s:
+            prev = s.scalar(select(Label.value).where(Label.project_id == project_id, Label.value.is_not(None))
+                            .order_by(Label.id).limit(1))
+        if prev is None:
+            return None
+        v = json.loads(prev)
+        return "boolean" if isinstance(v, bool) else "enum" if isinstance(v, str) else None
 
     # -- events --------------------------------------------------------------------------------------------
     def process_event(self, event_id: int) -> str:
@@ -113,10 +141,44 @@ class Ingest:
             raise EventRejected(str(exc)) from None
         if reading.invalid:
             raise EventRejected(reading.invalid)
+        if reading.value is None and event_id is not None:
+            caught = self.caught_by_upload(project_id, platform, ref, reading, event_id)
+            if caught:
+                return caught
         changed = self.store_reading(project_id, platform, ref, scheme, reading, event_id)
         if not changed:
             return "unchanged"
         return "label removed" if reading.value is None else f"labelled {platform.describe_value(reading.value)}"
+
+    def caught_by_upload(self, project_id: int, platform: Platform, ref: ProjectRef, reading: Reading,
+                         event_id: int) -> str:
+        """A person's save received after prelabel read the document for an upload, while the document now shows
+        that upload: the upload landed over the save (tagtog has no conditional write). What the upload replaced
+        is put back, the document is never pre-labelled by prelabel again, and the event says so (counted in
+        /metrics as prelabel_person_saves_overwritten_total). Returns the outcome, or "" when nothing was caught."""
+        with self.loop.store.session() as s:
+            received, source = s.execute(select(Event.received_at, Event.source).where(Event.id == event_id)).one()
+            if source == "API":  # prelabel's own upload coming back (IGNORE_API_SOURCE=false)
+                return ""
+            up = s.execute(select(Upload, ModelVersion.version).join(ModelVersion, Upload.model_version_id ==
+                                                                     ModelVersion.id)
+                           .join(Document, Upload.document_id == Document.id)
+                           .where(Document.project_id == project_id, Document.platform_id == reading.doc_id)
+                           .order_by(Upload.id.desc()).limit(1)).first()
+            if up is None or received is None:
+                return ""
+            upload, version = up
+            if upload.read_at is None or received < upload.read_at or not platform.carries_upload(reading, version):
+                return ""
+            upload_id, replaced, ms = upload.id, upload.replaced, (upload.uploaded_at - received).total_seconds() * 1e3
+        restored = bool(replaced) and platform.restore_overwritten(ref, reading.doc_id, version, replaced)
+        outcome = (f"overwritten: prelabel v{version}'s upload landed {ms:+.0f} ms after this person's save was "
+                   f"received; " + ("the annotations it replaced were put back" if restored else "nothing to put back")
+                   + "; the person's change must be redone")
+        with self.loop.store.session() as s:
+            s.get(Upload, upload_id).overwrote = ("restored" if restored else "flagged") + f" event {event_id}"
+        logger.warning("%s %s: %s", platform.noun, reading.doc_id, outcome)
+        return outcome[:200]
 
     def store_reading(self, project_id: int, platform: Platform, ref: ProjectRef, scheme: Scheme,
                       reading: Reading, event_id: int | None) -> bool:
@@ -183,8 +245,8 @@ class Ingest:
                     annotation_id=annotation_id))
         if new is not None:  # a person labelled a document we pre-labelled: did they keep our suggestion?
             up = s.scalar(select(Upload).where(Upload.document_id == doc.id).order_by(Upload.id.desc()).limit(1))
-            if up is not None and up.accepted is None:
-                up.accepted = up.value == new
+            if up is not None and up.accepted is None:  # on the normalised value: "false" (a legend-only
+                up.accepted = same_class(up.value, new)  # upload of old) and false are the same suggestion
         return True
 
     def document_gone(self, project_id: int, docid: str, event_id: int | None) -> str:

@@ -8,7 +8,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 from sqlalchemy import select
@@ -156,6 +156,9 @@ class Prelabels:
             version = s.get(ModelVersion, version_id).version
             current = current_labels(s, project_id)
             labelled = {d.id for d, _, _ in current}
+            # a document where a person's save was caught by an upload is left to people from then on
+            labelled |= set(s.scalars(select(Upload.document_id).where(Upload.project_id == project_id,
+                                                                       Upload.overwrote.is_not(None))))
             counts = class_counts(json.loads(v) for d, v, _ in current if not d.is_test)
             docs = [(d.id, d.text) for d in s.scalars(select(Document).where(
                 Document.project_id == project_id, Document.platform_id.is_not(None),
@@ -166,38 +169,56 @@ class Prelabels:
                 Document.project_id == project_id, Document.platform_id.is_(None), Document.source == "corpus"))
                 if d.id not in labelled]
             done = set(s.scalars(select(Upload.document_id).where(Upload.model_version_id == version_id)))
+            shown = self._shown_suggestions(s, project_id, labelled)
         corpus = [t for t in dict.fromkeys(imported + self.corpus_texts()) if text_hash(t) not in known_hashes
                   ] if platform.can_create_documents else []  # elsewhere: import into the platform's project
         texts = [t for _, t in docs] + corpus
         if not texts:
             logger.info("%s/%s: nothing left to pre-label", ref.owner, ref.name)
             return 0
-        chosen, chosen_proba, strategy = self.choose(clf, texts, cfg.prelabel_k, counts)
+        # room for documents that already show the suggestion they would get (skipped below, not re-uploaded)
+        extra = min(len(shown), cfg.prelabel_k)
+        chosen, chosen_proba, strategy = self.choose(clf, texts, cfg.prelabel_k + extra, counts)
         scheme = self.loop.ingest.scheme(project_id)
         ours: dict[str, tuple[int, Suggestion]] = {}  # platform doc id -> (document row, suggestion)
         for i, row in zip(chosen, chosen_proba):
+            if len(ours) >= cfg.prelabel_k:
+                break
             if i < len(docs):
                 doc_id = docs[i][0]
                 if doc_id in done:
                     continue
+                sug = self.suggestion(clf, "", row)
+                if shown.get(doc_id) == dumps_value(sug.value if isinstance(sug.value, list)
+                                                    else class_value(sug.value, scheme.type)):
+                    continue  # the annotator already sees this suggestion: a re-upload only risks their work
                 with self.loop.store.session() as s:
                     key = s.get(Document, doc_id).platform_id
             else:
                 doc_id, key = self._create_corpus_document(project_id, texts[i])
             ours[key] = (doc_id, self.suggestion(clf, key, row))
 
-        def record(uploaded: Sequence[Suggestion]) -> None:  # at once: a retried job skips what is done
+        def record(uploaded: Sequence[Suggestion], before: Mapping[str, tuple[Any, str]] | None = None) -> None:
+            before = before or {}  # at once: a retried job skips what is done
             with self.loop.store.session() as s:
                 s.add_all([Upload(project_id=project_id, document_id=ours[u.doc_id][0], model_version_id=version_id,
                                   value=dumps_value(u.value if isinstance(u.value, list)
                                                     else class_value(u.value, scheme.type)),
-                                  prob=u.prob, strategy=strategy) for u in uploaded])
+                                  prob=u.prob, strategy=strategy, read_at=before.get(u.doc_id, (None, None))[0],
+                                  replaced=before.get(u.doc_id, (None, None))[1]) for u in uploaded])
 
         n = platform.upload_prelabels(ref, scheme, [sug for _, sug in ours.values()], version,
                                       lambda key: not self._save_pending(project_id, key), record)
         logger.info("%s project %s/%s: %d pre-labels from v%d (%s)", platform.name, ref.owner, ref.name, n, version,
                     strategy)
         return n
+
+    @staticmethod
+    def _shown_suggestions(s: Any, project_id: int, labelled: set[int]) -> dict[int, str]:
+        """document id -> the value of prelabel's latest upload, for unlabelled documents (what they show now)."""
+        rows = s.execute(select(Upload.document_id, Upload.value).where(Upload.project_id == project_id)
+                         .order_by(Upload.id)).all()
+        return {d: v for d, v in rows if d not in labelled}
 
     @staticmethod
     def suggestion(clf: Any, key: str, row: np.ndarray) -> Suggestion:
