@@ -20,7 +20,8 @@ def on_starting(server: Any) -> None:
     """Create the database schema once, before the workers fork and race to do it, in a child process
     (``python -m storage``): the master never imports SQLAlchemy or the settings, and stays small. Prometheus
     counters of all the workers are summed on each scrape: their values live in files in a folder of this
-    server's own (by its address; emptied here), named before the workers import the app."""
+    server's own (by its address; emptied here), named before the workers import the app. Then a reconcile of
+    every project is queued (``python -m worker.startup``)."""
     import re
     import shutil
     import subprocess
@@ -33,6 +34,8 @@ def on_starting(server: Any) -> None:
         os.makedirs(folder, exist_ok=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
     subprocess.run([sys.executable, "-m", "storage"], check=True)  # a bad setting stops the start, with its message
+    # labels whose webhooks were lost while this process was down: a reconcile of each project, queued now
+    subprocess.run([sys.executable, "-m", "worker.startup"], check=False)
 
 
 def post_fork(server: Any, worker: Any) -> None:

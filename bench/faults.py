@@ -25,6 +25,7 @@ import logging
 import os
 import random
 import signal
+import socket
 import sqlite3
 import sys
 import tempfile
@@ -41,7 +42,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 SMS_CSV = Path(os.environ.get("PRELABEL_SHARED", ROOT.parent / "shared")) / "data" / "sms_spam" / "sms_spam.csv"
 ADMIN = "faults-admin-token-0123456789"
-SCENARIOS = ("flaky", "slow", "malformed", "web-down", "labelstudio-web-down", "kill-9", "disk-full", "db-locked")
+SCENARIOS = ("flaky", "slow", "malformed", "web-down", "web-restart", "labelstudio-web-down", "kill-9",
+             "sigterm-reconcile", "disk-full", "db-locked")
 logger = logging.getLogger(__name__)
 
 
@@ -193,6 +195,68 @@ def web_down(work: Path, n: int) -> dict[str, Any]:
         out = _figures(store, n, acked_before, truth, docs)
         out["recovered_by_reconcile"] = rec.get("recovered")
     return {"scenario": "web-down", **out}
+
+
+def web_restart(work: Path, n: int) -> dict[str, Any]:
+    """Confirms made while the web process is down are lost by the platform; nobody asks for a reconcile: the
+    web's start queues one (worker.startup). Seconds from the web's restart to every lost label stored."""
+    stack, fp, truth = _stack(work, 2 * n, {"MIN_LABELS": "100000000"}, proxy=False)
+    with stack:
+        docs = stack.docids()[:2 * n]
+        stack.start_workers()
+        _confirm(stack, docs[:n], truth)  # web up
+        store = _db(stack)
+        _drain(store, n, 300)
+        stack.stop_process("web")
+        _confirm(stack, docs[n:], truth)  # web down: n labels whose webhooks fail
+        time.sleep(2)
+        acked_before = _acked(stack)
+        t0 = time.monotonic()
+        stack.start_web()
+        up_s = time.monotonic() - t0
+        deadline = t0 + 300
+        while sum(1 for v in _labels(store)[1].values() if v is not None) < 2 * n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        seconds = time.monotonic() - t0
+        out = _figures(store, 2 * n, acked_before, truth, docs)
+    return {"scenario": "web-restart", **out, "lost_while_down": n, "web_start_s": round(up_s, 1),
+            "restart_to_all_stored_s": round(seconds, 1), "recovered_by_reconcile": n - out["lost"]}
+
+
+def sigterm_reconcile(work: Path, n: int) -> dict[str, Any]:
+    """SIGTERM (what ``docker stop`` sends) to a real huey_consumer in the middle of a reconcile, then a new
+    worker: the reconcile lock of the stopped worker must not switch reconciliation off. Also the kill -9 case:
+    a lock left with a dead holder is cleared when the next worker starts."""
+    from huey import SqliteHuey  # noqa: PLC0415
+
+    stack, fp, truth = _stack(work, n, {"MIN_LABELS": "100000000"})
+    with stack:
+        stack.start_workers()
+        stack.wait_ready()
+        queue = SqliteHuey("prelabel", filename=str(stack.workdir / "instance" / "queue.db"))
+        lock = queue.lock_task("reconcile-1")
+        fp.faults.update({"delay_s": 0.5})  # a slow platform: the reconcile's listing and reads take a while
+        stamp = (stack.api("/api/v1/projects/1").get("last_reconcile") or {}).get("at")
+        requests.post(f"{stack.web_url}/api/v1/projects/1/reconcile", timeout=10,
+                      headers={"Authorization": f"Bearer {ADMIN}"}).raise_for_status()
+        stack.wait_for(lock.is_locked, 60, "the reconcile running")
+        stack.stop_process("worker")  # SIGTERM mid-reconcile
+        held_after_sigterm = lock.is_locked()
+        interrupted = (stack.api("/api/v1/projects/1").get("last_reconcile") or {}).get("at") == stamp
+        # the kill -9 case: a lock whose holder died without any exit code running
+        queue.put_if_empty("prelabel.lock.reconcile-1", f"{socket.gethostname()}:999999999:dead|2026-01-01T00:00:00")
+        fp.faults.update({"delay_s": 0.0})
+        stack.start_workers()
+        stack.wait_ready()
+        after: list[dict[str, Any]] = []
+        for _ in range(2):  # the worker's start-up reconcile or ours, then one more asked by hand
+            last = (stack.api("/api/v1/projects/1").get("last_reconcile") or {}).get("at")
+            after.append(_reconcile(stack) if last == stamp or after else {"at": last})
+            stamp = after[-1].get("at")
+    fp.stop()
+    return {"scenario": "sigterm-reconcile", "interrupted_mid_reconcile": interrupted,
+            "lock_held_after_sigterm": held_after_sigterm, "reconciles_after_restart": len(after),
+            "last_reconcile": after[-1]}
 
 
 def labelstudio_web_down(work: Path, n: int) -> dict[str, Any]:
@@ -476,6 +540,10 @@ def main(argv: list[str] | None = None) -> int:
             row = platform_fault(name, work, max(5, args.events // 5))
         elif name == "web-down":
             row = web_down(work, args.events)
+        elif name == "web-restart":
+            row = web_restart(work, 20)
+        elif name == "sigterm-reconcile":
+            row = sigterm_reconcile(work, 40)
         elif name == "labelstudio-web-down":
             row = labelstudio_web_down(work, max(10, args.events // 2))
         elif name == "kill-9":

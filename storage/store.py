@@ -335,6 +335,10 @@ class Store:
                     # per round: the share of the pool's predictions that changed (model/stopping.py)
                     "stability": list((p.schedule or {}).get("stability", []))}
 
+    def project_ids(self) -> list[int]:
+        with self.session() as s:
+            return list(s.scalars(select(Project.id).order_by(Project.id)))
+
     def list_projects(self) -> list[dict[str, Any]]:
         with self.session() as s:
             ids = list(s.scalars(select(Project.id).order_by(Project.id)))

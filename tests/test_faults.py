@@ -49,6 +49,18 @@ def test_confirms_made_while_web_is_down_are_recovered_by_reconcile(tmp_path):
     assert r["lost"] == 0 and r["duplicated"] == 0
 
 
+def test_web_restart_queues_a_reconcile_that_recovers_what_was_lost(tmp_path):
+    r = faults.web_restart(tmp_path, 10)
+    assert r["lost"] == 0 and r["duplicated"] == 0 and r["recovered_by_reconcile"] == 10, r
+    assert r["acknowledged"] == 10 and r["stored"] == 10, r  # events: the other 10 came back by the web start's reconcile
+
+
+def test_sigterm_mid_reconcile_does_not_switch_reconciliation_off(tmp_path):
+    r = faults.sigterm_reconcile(tmp_path, 40)
+    assert r["interrupted_mid_reconcile"] and not r["lock_held_after_sigterm"], r  # released at exit
+    assert r["reconciles_after_restart"] == 2 and r["last_reconcile"].get("at"), r
+
+
 def test_label_studio_drops_webhooks_while_web_is_down_and_reconcile_recovers_them(tmp_path):
     if not installed():
         if os.environ.get("PRELABEL_REQUIRE_LABELSTUDIO"):

@@ -20,7 +20,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from contextlib import contextmanager
+from typing import Iterator
+
 from huey import Huey, RedisHuey, SqliteHuey, crontab
+from huey.constants import EmptyData
 from huey.exceptions import TaskLockedException
 
 from config import REDIS_SCHEMES, Settings
@@ -56,6 +60,63 @@ OWN_QUEUE = SLOW_FAMILIES
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 STALE_RUN_S = 6 * 3600  # a run of a worker on another machine, unfinished this long, is taken as interrupted
 _loop: Any = None
+# the per-project locks of the tasks (queue, name prefix); each is cleared when its holder is found dead
+LOCKS = ((huey, "retrain"), (huey, "reconcile"), (huey, "embed"),
+         *((huey_bert, family) for family in SLOW_FAMILIES))
+_held: set[tuple[Huey, str]] = set()  # the lock keys this process holds (released at exit, even on SIGTERM)
+
+
+@contextmanager
+def project_lock(queue: Huey, name: str) -> Iterator[None]:
+    """Huey's task lock (the same key as ``queue.lock_task(name)``), its value naming the holder
+    (``WORKER_ID|acquired at``): a lock whose worker died (SIGTERM mid-task, kill -9, OOM) is cleared at the next
+    worker start and by the minute's sweep (``clear_stale_locks``), so no task of a project is switched off for
+    good. TaskLockedException while a live worker holds it."""
+    key = f"{queue.name}.lock.{name}"
+    if not queue.put_if_empty(key, f"{WORKER_ID}|{datetime.now(timezone.utc).replace(tzinfo=None).isoformat()}"):
+        raise TaskLockedException(f"unable to acquire lock {name}")
+    queue._locks.add(key)
+    _held.add((queue, key))
+    try:
+        yield
+    finally:
+        _held.discard((queue, key))
+        queue.delete(key)
+
+
+@atexit.register
+def _release_held() -> None:
+    """A stopping worker (SIGTERM ends huey's threads mid-task) releases what it holds."""
+    for queue, key in list(_held):
+        try:
+            queue.delete(key)
+        except Exception:  # the queue's store is gone too: the next start or sweep clears it
+            logger.warning("lock %s not released at exit", key, exc_info=True)
+    _held.clear()
+
+
+def clear_stale_locks(project_ids: list[int], at_start: bool = False) -> list[str]:
+    """Clear the project locks whose holder is gone (``worker_dead``); at a worker's start also locks with no
+    holder recorded (taken by an older prelabel). Returns the names cleared."""
+    cleared = []
+    for queue, prefix in LOCKS:
+        for pid in project_ids:
+            name = f"{prefix}-{pid}"
+            key = f"{queue.name}.lock.{name}"
+            raw = queue.get_raw(key, peek=True)
+            if raw is EmptyData:
+                continue
+            try:
+                holder, _, when = str(queue.serializer.deserialize(raw)).partition("|")
+                acquired = datetime.fromisoformat(when)
+            except Exception:
+                holder, acquired = "", None
+            dead = worker_dead(holder, acquired) if acquired is not None and holder.count(":") == 2 else at_start
+            if dead and holder != WORKER_ID:
+                queue.delete(key)
+                cleared.append(name)
+                logger.warning("lock %s of a stopped worker (%s) cleared", name, holder or "holder unknown")
+    return cleared
 
 
 def configure(settings: Settings, store: Store | None = None, client_factory: Callable[[str], Any] | None = None) -> Any:
@@ -132,6 +193,8 @@ def start_worker(queue: str) -> None:
         setup_logging(SETTINGS.log_level, SETTINGS.log_format)
         loop = get_loop()
         recover_interrupted()
+        clear_stale_locks(loop.store.project_ids(), at_start=True)
+        reconcile_known_projects("worker start")
         _heartbeat = Heartbeat(loop.store, WORKER_ID, SETTINGS.worker_heartbeat_s, queue, SETTINGS.model_families)
         _heartbeat.start()
         atexit.register(_heartbeat.stop)  # SIGTERM stops huey's threads without their shutdown hooks
@@ -228,7 +291,7 @@ def retrain(project_id: int) -> str:
     loop = get_loop()
     runs = 0
     try:
-        with huey.lock_task(f"retrain-{project_id}"):
+        with project_lock(huey, f"retrain-{project_id}"):
             while (run_id := loop.store.begin_run(project_id, WORKER_ID)) is not None:
                 runs += 1
                 outcome = "failed"
@@ -262,7 +325,7 @@ def embed_pool(project_id: int) -> str:
     """Embed the project's documents in the background, 512 at a time, for the embed and hybrid families; each
     batch queues the next, so retrains and events run in between. The cache lives in the worker process."""
     try:
-        with huey.lock_task(f"embed-{project_id}"):
+        with project_lock(huey, f"embed-{project_id}"):
             left = get_loop().prelabels.embed_pool(project_id)
     except TaskLockedException:
         return "already embedding"
@@ -278,7 +341,7 @@ def train_family(project_id: int, family: str) -> str:
     per project; requests meanwhile are dropped (the next round asks again)."""
     loop = get_loop()
     try:
-        with huey_bert.lock_task(f"{family}-{project_id}"):
+        with project_lock(huey_bert, f"{family}-{project_id}"):
             result = loop.training.train(project_id, families=[family, *loop.training.ensemble_partners(family, OWN_QUEUE)])
     except TaskLockedException:
         return f"a {family} training of this project is already running"
@@ -366,6 +429,7 @@ def sweep() -> None:
 
     loop = get_loop()
     recover_interrupted()
+    clear_stale_locks(loop.store.project_ids())
     for event_id in loop.store.stale_events(older_than_s=600, stuck_processing_s=1800):
         process_event(event_id)
     with loop.store.session() as s:
@@ -381,13 +445,33 @@ def reconcile(project_id: int) -> str:
     """Compare the platform with the store and take over what webhooks missed; retrain when labels changed."""
     loop = get_loop()
     try:
-        with huey.lock_task(f"reconcile-{project_id}"):  # every worker's scheduler enqueues reconcile_all
+        with project_lock(huey, f"reconcile-{project_id}"):  # every worker's scheduler enqueues reconcile_all
             r = loop.sync.reconcile(project_id)
     except TaskLockedException:
         return "a reconcile of this project is already running"
-    if r["recovered"] and loop.ingest.maybe_request_retrain(project_id):
+    # labels recovered, or found by the first sync of a project that already had some: a model from them now,
+    # not at the next webhook
+    if (r["recovered"] or r["new_documents"]) and loop.ingest.maybe_request_retrain(project_id):
         retrain(project_id)
     return f"{r['recovered']} label(s) recovered, {r['new_documents']} new document(s)"
+
+
+def reconcile_known_projects(why: str) -> list[int]:
+    """Queue a reconcile of every project that has documents stored (a fresh project is synced by the first
+    periodic reconcile anyway): after the web process or a worker comes back, the labels whose webhooks were
+    lost meanwhile are recovered in seconds, not at the next RECONCILE_INTERVAL_S."""
+    from sqlalchemy import select  # noqa: PLC0415
+
+    from storage import Document  # noqa: PLC0415
+
+    store = _loop.store if _loop is not None else Store(SETTINGS.db_url)  # the web's start needs no Loop
+    with store.session() as s:
+        pids = sorted(set(s.scalars(select(Document.project_id).distinct())))
+    for pid in pids:
+        reconcile(pid)
+    if pids:
+        logger.info("%s: reconcile of project(s) %s queued", why, pids)
+    return pids
 
 
 @huey.periodic_task(crontab(minute="*"))
