@@ -12,6 +12,7 @@ RSS and PSS of gunicorn's master and workers, summed, sampled every 0.5 s (the g
 
     python -m bench.webhooks                                   # 10,000 burst + 200/s for 60 s, then drain
     python -m bench.webhooks --burst 0 --rate 200 --seconds 30 --no-drain
+    python -m bench.webhooks --flood 5000      # a real confirm sent after 5,000 deliveries for unknown documents
 """
 from __future__ import annotations
 
@@ -188,6 +189,53 @@ def run(work: Path, burst: int = 10_000, rate: float = 200.0, seconds: float = 6
     return rows, summary
 
 
+def flood(work: Path, n_unknown: int = 5000, n_docs: int = 50, connections: int = 16) -> dict[str, Any]:
+    """A running worker, a project whose documents prelabel has stored (a reconcile imported them), then
+    ``n_unknown`` deliveries for documents nobody has (each costs the worker one platform read), then a person
+    confirms a real document: seconds from that confirm to its label stored, and how much of the flood was
+    still waiting then (a person's label is queued ahead of deliveries for unknown documents)."""
+    from emulator.export import write_export  # noqa: PLC0415
+    from storage import Event, Store  # noqa: PLC0415
+
+    sms = pd.read_csv(SMS_CSV, keep_default_na=False).head(n_docs)
+    write_export(work / "export", ((f"m{i}.txt", t, None) for i, t in enumerate(sms.text)), "isSpam")
+    admin = "flood-admin-token-0123456789"
+    stack = Stack(work, work / "export", settings={
+        "LOG_LEVEL": "WARNING", "MIN_LABELS": "100000000", "SYNC_INTERVAL_S": "86400", "ADMIN_TOKEN": admin,
+        "RECONCILE_INTERVAL_S": "86400", "WORKER_WARM_UP": "false"})
+    auth = "Basic " + b64encode(":".join(stack.hook_auth).encode()).decode()
+    with stack:
+        stack.wait_ready()
+        store = Store(f"sqlite:///{work / 'instance' / 'prelabel.db'}")
+        import requests  # noqa: PLC0415
+
+        requests.post(f"{stack.web_url}/api/v1/projects/1/reconcile", timeout=10,
+                      headers={"Authorization": f"Bearer {admin}"}).raise_for_status()
+        stack.wait_for(lambda: stack.api("/api/v1/projects/1").get("documents", 0) >= n_docs
+                       or (stack.api("/api/v1/projects/1").get("last_reconcile") or {}).get("new_documents"),
+                       120, "documents imported")
+        t = time.monotonic()
+        lat, st = send(stack.web_port, auth, [f"a{i:027d}-unknown.txt" for i in range(n_unknown)], connections, None)
+        flood_s = time.monotonic() - t
+        docid = stack.docids()[0][0]
+        t0 = time.monotonic()
+        stack.annotate(docid, {"isSpam": False})
+
+        def done() -> Any:
+            with store.session() as s:
+                ev = s.query(Event).filter(Event.doc_id == docid, Event.state == "done").first()
+                if ev is None:
+                    return None
+                left = s.query(Event).filter(Event.state.in_(("queued", "processing"))).count()
+                return {"left": left}
+        out = stack.wait_for(done, 600, "the real confirm processed", every=0.05)
+        seconds = time.monotonic() - t0
+        store.engine.dispose()
+    return {"flood": n_unknown, "flood_acknowledged": int((st == 202).sum()), "flood_send_s": round(flood_s, 1),
+            "flood_ack_p99_ms": round(float(np.nanpercentile(lat, 99)) * 1000, 1),
+            "confirm_to_label_stored_s": round(seconds, 2), "flood_still_waiting_then": out["left"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.webhooks", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -197,10 +245,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=60.0, help="sustained phase duration (default 60; 0 = none)")
     ap.add_argument("--connections", type=int, default=16, help="client connections (default 16)")
     ap.add_argument("--no-drain", action="store_true", help="do not start a worker to drain the queue")
+    ap.add_argument("--flood", type=int, default=0, metavar="N",
+                    help="instead: N deliveries for unknown documents, then one real confirm (seconds to stored)")
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args(argv)
     logging.basicConfig(level="WARNING")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="prelabel-hooks-"))
+    if args.flood:
+        r = flood(work, args.flood, connections=args.connections)
+        print(f"{r['flood_acknowledged']}/{r['flood']} deliveries for unknown documents acknowledged in "  # noqa: T201
+              f"{r['flood_send_s']} s (p99 {r['flood_ack_p99_ms']} ms); a real confirm sent after them: label stored "
+              f"in {r['confirm_to_label_stored_s']} s, with {r['flood_still_waiting_then']} of the flood still queued")
+        print(json.dumps(r))  # noqa: T201
+        return 0
     rows, summary = run(work, args.burst, args.rate, args.seconds, args.connections, not args.no_drain)
     for r in rows:
         print(json.dumps(r))  # noqa: T201 - the benchmark's output

@@ -335,6 +335,12 @@ class Store:
                     # per round: the share of the pool's predictions that changed (model/stopping.py)
                     "stability": list((p.schedule or {}).get("stability", []))}
 
+    def document_known(self, project_id: int, platform_id: str) -> bool:
+        """Whether the project has this platform document stored (one indexed lookup)."""
+        with self.Session() as s:
+            return s.scalar(select(Document.id).where(Document.project_id == project_id,
+                                                      Document.platform_id == platform_id).limit(1)) is not None
+
     def project_ids(self) -> list[int]:
         with self.session() as s:
             return list(s.scalars(select(Project.id).order_by(Project.id)))

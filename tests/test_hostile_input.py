@@ -34,7 +34,7 @@ def app(tmp_path):
     a = create_app({"instance_path": str(tmp_path), "max_body_bytes": 4096, "labelstudio_max_body_bytes": 8192,
                     "tagtog_projects": (ProjectSpec("tagtog", "alice", "spam"),),
                     "labelstudio_projects": (ProjectSpec("labelstudio", "ls", "3"),)})
-    a.extensions["prelabel.enqueue"] = lambda _: None
+    a.extensions["prelabel.enqueue"] = lambda *_: None
     return a
 
 

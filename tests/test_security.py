@@ -79,7 +79,7 @@ def test_each_process_refuses_to_start_in_production_with_example_credentials(tm
 def client(tmp_path):
     app = create_app({"instance_path": str(tmp_path), "admin_token": "adm-0123456789abcdef",
                       "labelstudio_projects": (ProjectSpec("labelstudio", "ls", "3"),)})
-    app.extensions["prelabel.enqueue"] = lambda _: None
+    app.extensions["prelabel.enqueue"] = lambda *_: None
     return app.test_client()
 
 

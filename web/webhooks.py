@@ -21,8 +21,10 @@ bp = Blueprint("prelabel", __name__)
 
 
 def receive(platform: Platform, headers: Mapping[str, str], body: bytes, store: Store,
-            enqueue: Callable[[int], None]) -> tuple[dict[str, Any], int]:
-    """Record one delivery already verified; returns the JSON answer and its status. Raises WebhookRejected."""
+            enqueue: Callable[[int, bool], None]) -> tuple[dict[str, Any], int]:
+    """Record one delivery already verified; returns the JSON answer and its status. Raises WebhookRejected.
+    ``enqueue(event_id, known)``: a delivery for a document prelabel has stored is queued first, so a flood of
+    deliveries for documents it has never seen does not hold up a person's label."""
     event = platform.parse_webhook(headers, body)
     if isinstance(event, Ignored) and not event.project:
         return {"status": "ignored", "reason": event.reason}, 200
@@ -37,7 +39,7 @@ def receive(platform: Platform, headers: Mapping[str, str], body: bytes, store: 
     if not new:
         return {"status": "duplicate", "event_id": event_id}, 200
     try:
-        enqueue(event_id)
+        enqueue(event_id, store.document_known(project_id, event.doc_id))
     except Exception:  # the event is stored: the worker's sweep enqueues it again
         logger.exception("enqueue of event %d failed; the sweep will pick it up", event_id)
     return {"status": "queued", "event_id": event_id}, 202

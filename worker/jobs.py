@@ -23,7 +23,7 @@ from typing import Any, Callable
 from contextlib import contextmanager
 from typing import Iterator
 
-from huey import Huey, RedisHuey, SqliteHuey, crontab
+from huey import Huey, PriorityRedisHuey, SqliteHuey, crontab
 from huey.constants import EmptyData
 from huey.exceptions import TaskLockedException
 
@@ -39,7 +39,10 @@ SETTINGS = Settings.load()
 def make_huey(settings: Settings, name: str = "prelabel") -> Huey:
     """The queue ``name``: on Redis (QUEUE_URL=redis://...) or in a SQLite file in the instance folder."""
     if settings.queue_url.startswith(REDIS_SCHEMES):
-        return RedisHuey(name, url=settings.queue_url, results=False)
+        # priorities (a person's label before a flood of unknown documents) need Huey's sorted-set queue
+        queue = PriorityRedisHuey(name, url=settings.queue_url, results=False)
+        _migrate_redis_list(queue)
+        return queue
     if settings.queue_url and not settings.queue_url.startswith("sqlite"):
         raise ValueError(f"QUEUE_URL must be redis://... or empty (SQLite), got {settings.queue_url.split(':')[0]}:")
     path = settings.queue_url.removeprefix("sqlite:///") if settings.queue_url else str(
@@ -50,6 +53,26 @@ def make_huey(settings: Settings, name: str = "prelabel") -> Huey:
     # results=False: outcomes live in the events table; stored task results would only grow the queue file
     return SqliteHuey(name, filename=path, results=False)
 
+
+def _migrate_redis_list(queue: Huey) -> None:
+    """Tasks an older prelabel queued in Redis as a plain list (RedisHuey) move to the priority queue, oldest
+    first; taken in one transaction, so of several processes starting at once only one moves them."""
+    storage: Any = queue.storage
+    key = storage.queue_key
+    if storage.conn.type(key) not in (b"list", "list"):
+        return
+    pipe = storage.conn.pipeline(transaction=True)
+    pipe.lrange(key, 0, -1)
+    pipe.delete(key)
+    items, _ = pipe.execute()
+    for data in reversed(items):  # RedisHuey pushed on the left and popped on the right
+        storage.enqueue(data, 0)
+    logger.info("moved %d queued task(s) to the priority queue", len(items))
+
+
+# Huey priorities (higher first): a person's save of a document prelabel knows, then retrains, then the rest
+# (deliveries for documents it has never seen, which a flood of them must not put ahead of real labels)
+PRIORITY_KNOWN, PRIORITY_RETRAIN = 10, 5
 
 huey = make_huey(SETTINGS)
 # bert and fewshot fine-tuning have their own queue, so a GPU worker can take it while CPU workers do the rest:
@@ -283,7 +306,7 @@ def process_event(event_id: int) -> str:
     return outcome
 
 
-@huey.task(retries=3, retry_delay=60)
+@huey.task(retries=3, retry_delay=60, priority=PRIORITY_RETRAIN)
 def retrain(project_id: int) -> str:
     """Retrain and pre-label. One run per project at a time across every worker on every machine (Huey's task
     lock lives in the queue's store: Redis, or the SQLite queue file); requests arriving meanwhile are coalesced
@@ -493,8 +516,9 @@ def reconcile_all() -> None:
             logger.exception("reconcile of project %d failed", pid)
 
 
-def enqueue_event(event_id: int) -> None:
-    process_event(event_id)
+def enqueue_event(event_id: int, known: bool = False) -> None:
+    """Queue an event's processing, first when it names a document prelabel has stored (``known``)."""
+    process_event(event_id, priority=PRIORITY_KNOWN if known else None)
 
 
 # Tasks queued before the worker moved into worker/ are named "jobs.<task>": an existing queue file (or Redis

@@ -29,7 +29,7 @@ def enqueued():
 def client(tmp_path, enqueued):
     app = create_app({"instance_path": str(tmp_path), "labelstudio_projects": LS,
                       "labelstudio_webhook_secret": "s3cret"})
-    app.extensions["prelabel.enqueue"] = enqueued.append
+    app.extensions["prelabel.enqueue"] = lambda eid, known=False: enqueued.append(eid)
     return app.test_client()
 
 
@@ -122,7 +122,7 @@ def test_oversized_body_is_413(client):
 def ml(tmp_path, enqueued):
     def make(**overrides):
         app = create_ml_app({"instance_path": str(tmp_path), "labelstudio_projects": LS, **overrides})
-        app.extensions["prelabel.enqueue"] = enqueued.append
+        app.extensions["prelabel.enqueue"] = lambda eid, known=False: enqueued.append(eid)
         return app.test_client()
     return make
 

@@ -27,7 +27,7 @@ def samples(text: str) -> dict[tuple[str, tuple], float]:
 @pytest.fixture
 def app(tmp_path):
     app = create_app({"instance_path": str(tmp_path), "tagtog_projects": (ProjectSpec("tagtog", "alice", "spam"),)})
-    app.extensions["prelabel.enqueue"] = lambda _: None
+    app.extensions["prelabel.enqueue"] = lambda *_: None
     return app
 
 
