@@ -76,6 +76,7 @@ class Settings:
     webhook_password: str = ""
     api_token: str = ""  # when set, reading /api/v1 needs "Authorization: Bearer <API_TOKEN>"
     admin_token: str = ""  # calls that change state (retrain, promote, retry) need it; empty = refused
+    max_costly_reads: int = 2  # next / download at once per web process (the rest 503 + Retry-After)
     max_body_bytes: int = 1 << 20  # larger request bodies are refused with 413 (tagtog webhooks, API)
     labelstudio_max_body_bytes: int = 64 << 20  # Label Studio's TASKS_CREATED carries every imported task
     # what the worker accepts from a platform: a document over either fails its event with the reason and is
@@ -285,6 +286,8 @@ class Settings:
                 raise ValueError(f"setting BERT_CHECKPOINT: {exc}") from None
         if s.prelabel_env not in ("development", "production"):
             raise ValueError("setting PRELABEL_ENV must be development or production")
+        if s.max_costly_reads < 1:
+            raise ValueError("setting MAX_COSTLY_READS must be at least 1")
         if s.max_body_bytes < 1024 or s.labelstudio_max_body_bytes < 1024:
             raise ValueError("settings MAX_BODY_BYTES and LABELSTUDIO_MAX_BODY_BYTES must be at least 1024")
         if s.max_text_bytes < 1024 or s.max_annotation_bytes < 1024:

@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .names import BATCH_MODES, STRATEGIES, UNCERTAINTY  # noqa: F401 - re-exported
-from .patterns import PatternError, compile_pattern
+from .patterns import PatternError, compile_pattern, matches
 
 DIVERSE_POOL = 10  # diverse: cluster this many times n of the best candidates ...
 DIVERSE_MAX = 5000  # ... but no more than this (or 2n), which bounds k-means' time in a web request
@@ -127,7 +127,7 @@ def query(proba: np.ndarray, n: int, strategy: str, *, texts: Sequence[str] | No
     if pattern is not None:
         if texts is None:
             raise QueryError("a regex needs the texts")
-        keep = np.array([i for i in keep if pattern.search(texts[i])], dtype=int)
+        keep = np.array([i for i in keep if matches(pattern, texts[i])], dtype=int)
     if n == 0 or len(keep) == 0:
         return np.zeros(0, dtype=int), np.zeros(0)
     ranked = keep[np.lexsort((keep, -scores[keep]))]

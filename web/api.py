@@ -12,9 +12,11 @@ import io
 import json
 import logging
 import random
+import threading
 import zipfile
+from functools import wraps
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from flask import Blueprint, Flask, Request, current_app, jsonify, request, send_file
 from flask.json.provider import DefaultJSONProvider
@@ -165,6 +167,26 @@ def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
     return v
 
 
+def costly(view: Callable[..., Any]) -> Callable[..., Any]:
+    """At most MAX_COSTLY_READS of these reads at once per web process (the rest: 503 with Retry-After): each reads
+    a whole pool, so without a bound a few dozen parallel calls hold every thread and the webhooks that platforms
+    send (Label Studio waits 1 s, once) wait behind them."""
+    @wraps(view)
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        gate = current_app.extensions.get("prelabel.costly")
+        if gate is None:
+            n = current_app.extensions["prelabel.settings"].max_costly_reads
+            gate = current_app.extensions.setdefault("prelabel.costly", threading.BoundedSemaphore(n))
+        if not gate.acquire(blocking=False):
+            raise ApiError(503, "busy: too many costly reads (next, download) at once; retry shortly",
+                           {"Retry-After": "2"})
+        try:
+            return view(*args, **kwargs)
+        finally:
+            gate.release()
+    return limited
+
+
 @bp.get("/openapi.json")
 def openapi() -> Any:
     return current_app.response_class(OPENAPI.read_text(), mimetype="application/json")
@@ -204,6 +226,7 @@ def version(project_id: int, version: int) -> Any:
 
 
 @bp.get("/projects/<int:project_id>/versions/<int:version>/download")
+@costly
 def download(project_id: int, version: int) -> Any:
     """The files of a version (e.g. model.h5, vocab.json, meta.json), as one zip. Admin only: a model can
     reproduce what it learned from the documents."""
@@ -299,6 +322,7 @@ def cross_validate(project_id: int) -> Any:
 
 
 @bp.get("/projects/<int:project_id>/next")
+@costly
 def next_documents(project_id: int) -> Any:
     """Documents to annotate next, best first, with their scores, from the champion's stored probabilities."""
     s = current_app.extensions["prelabel.settings"]
@@ -314,6 +338,7 @@ def next_documents(project_id: int) -> Any:
     label = request.args.get("label", s.al_label) or None
     import numpy as np  # noqa: PLC0415 - only this endpoint needs it
 
+    from model.patterns import matches  # noqa: PLC0415
     from model.query import QueryError, cold_start, compile_regex, query, resolve_batch  # noqa: PLC0415
 
     try:
@@ -339,7 +364,7 @@ def next_documents(project_id: int) -> Any:
     if strategy == "maxprob" and not cold and label not in classes:
         raise ApiError(400, f"strategy maxprob needs label= one of {classes}")
     if cold:  # cold start: not every class has a few examples yet, so scores would mislead
-        pool = [r for r in rows if pattern is None or pattern.search(r[2])]
+        pool = [r for r in rows if pattern is None or matches(pattern, r[2])]
         chosen = random.Random(project_id + len(rows)).sample(pool, min(n, len(pool))) if strategy != \
             "deterministic" else pool[:n]
         docs = [{"docid": r[1], "score": None, "predicted": None, "probability": None} for r in chosen]

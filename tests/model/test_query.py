@@ -53,7 +53,7 @@ def test_regex_restricts():
 
 @pytest.mark.timeout(60)  # Python's backtracking re takes hours on this (2^40 ways to split the run)
 def test_regex_is_linear_time_and_refuses_what_re2_cannot_run():
-    texts = ["a" * 40 + "!", "a" * 100_000 + "!", "call now", "aaa"]
+    texts = ["a" * 40 + "!", "a" * 9_000 + "!", "call now", "aaa"]  # within MAX_SCAN_CHARS
     proba = np.full((4, 2), 0.5)
     assert sorted(query(proba, 4, "entropy", texts=texts, regex=r"(a+)+$")[0]) == [3]
     assert sorted(query(proba, 4, "entropy", texts=texts, regex=r"^(a|aa)+!$")[0]) == [0, 1]
@@ -168,3 +168,12 @@ def test_auto_batch_is_top_for_single_label_and_balanced_for_multilabel():
         kw = dict(texts=texts, multilabel=multilabel, counts={"0": 9, "1": 1, "2": 1}, classes=["0", "1", "2"])
         assert list(query(proba, 5, "margin", batch="auto", **kw)[0]) == list(query(proba, 5, "margin", batch=mode,
                                                                                   **kw)[0])
+
+
+def test_regex_filter_bounded_in_program_size_and_text_scanned():
+    from model.patterns import MAX_SCAN_CHARS, PatternError, compile_pattern, matches
+
+    with pytest.raises(PatternError, match="RE2 instructions"):
+        compile_pattern("(.*a){1000}$")
+    p = compile_pattern("(?i)prize")
+    assert matches(p, "win a PRIZE now") and not matches(p, "x" * MAX_SCAN_CHARS + " prize")

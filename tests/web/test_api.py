@@ -160,7 +160,7 @@ def test_next_catastrophic_regex_is_linear(served):
     from storage import Document, Prediction  # noqa: PLC0415
     with loop.store.session() as s:
         scored = s.query(Prediction).filter_by(project_id=pid).first()  # the champion's classes and version
-        for i, n in enumerate((40, 2000, 200_000)):  # runs of one letter: exponential for a backtracking engine
+        for i, n in enumerate((40, 2000, 9_000)):  # runs of one letter: exponential for a backtracking engine
             d = Document(project_id=pid, platform_id=f"runs{i}", text="a" * n + "!", text_hash=f"runs{i}")
             s.add(d)
             s.flush()
@@ -234,3 +234,25 @@ def test_production_download_with_the_documented_admin_command(served):
     assert c.get(f"/api/v1/projects/{pid}", headers=api).status_code == 200
     assert c.get(f"/api/v1/projects/{pid}").status_code == 401
     assert c.get("/dashboard/", auth=("lead", tokens["admin_token"])).status_code == 200
+
+
+def test_regex_that_blows_up_rejected_and_costly_reads_bounded(served):
+    """A counted repetition that compiles to a huge RE2 program is a 400 naming it; only MAX_COSTLY_READS
+    (default 2) next/download calls run at once per web process, the next one is a 503 with Retry-After."""
+    import threading
+
+    c, loop, pid, _, _ = served
+    r = c.get(f"/api/v1/projects/{pid}/next", query_string={"regex": "(.*a){1000}$"})
+    assert r.status_code == 400 and "(.*a){1000}$" in r.json["error"] and "RE2 instructions" in r.json["error"]
+    assert c.get(f"/api/v1/projects/{pid}/next", query_string={"regex": "(?i)prize"}).status_code == 200
+    app = c.application
+    gate = app.extensions.setdefault("prelabel.costly", threading.BoundedSemaphore(2))
+    assert gate.acquire(blocking=False) and gate.acquire(blocking=False)  # two reads in flight
+    try:
+        r = c.get(f"/api/v1/projects/{pid}/next")
+        assert r.status_code == 503 and r.headers["Retry-After"] == "2" and "busy" in r.json["error"]
+        assert c.get(f"/api/v1/projects/{pid}").status_code == 200  # cheap reads are not limited
+    finally:
+        gate.release()
+        gate.release()
+    assert c.get(f"/api/v1/projects/{pid}/next").status_code == 200
