@@ -76,7 +76,7 @@ class Settings:
     webhook_password: str = ""
     api_token: str = ""  # when set, reading /api/v1 needs "Authorization: Bearer <API_TOKEN>"
     admin_token: str = ""  # calls that change state (retrain, promote, retry) need it; empty = refused
-    max_costly_reads: int = 2  # next / download at once per web process (the rest 503 + Retry-After)
+    max_costly_reads: int = 1  # next / download at once per web process (the rest 503 + Retry-After)
     max_body_bytes: int = 1 << 20  # larger request bodies are refused with 413 (tagtog webhooks, API)
     labelstudio_max_body_bytes: int = 64 << 20  # Label Studio's TASKS_CREATED carries every imported task
     # what the worker accepts from a platform: a document over either fails its event with the reason and is

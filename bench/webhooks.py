@@ -13,6 +13,8 @@ RSS and PSS of gunicorn's master and workers, summed, sampled every 0.5 s (the g
     python -m bench.webhooks                                   # 10,000 burst + 200/s for 60 s, then drain
     python -m bench.webhooks --burst 0 --rate 200 --seconds 30 --no-drain
     python -m bench.webhooks --flood 5000      # a real confirm sent after 5,000 deliveries for unknown documents
+    python -m bench.webhooks --under-load      # acknowledgements alone, then beside 8 worst-case regex and 64
+                                               # parallel next?batch=diverse requests
 """
 from __future__ import annotations
 
@@ -236,6 +238,76 @@ def flood(work: Path, n_unknown: int = 5000, n_docs: int = 50, connections: int 
             "confirm_to_label_stored_s": round(seconds, 2), "flood_still_waiting_then": out["left"]}
 
 
+WORST_REGEXES = ("(.*a){1000}$", "(.*a){90}$")  # refused (11,004 RE2 instructions); the largest accepted (994)
+
+
+def under_load(work: Path, n_docs: int = 2000, rate: float = 50.0, seconds: float = 15.0,
+               connections: int = 8) -> list[dict[str, Any]]:
+    """A trained project (quick family, ``n_docs`` pool documents and one 200 KB text); webhooks at ``rate`` per
+    second for ``seconds``, first alone, then while 8 clients send the worst regexes (``WORST_REGEXES``) to
+    ``next`` and 64 clients ask ``next?batch=diverse&n=1000``, each in a loop. Returns both phases' acknowledgement
+    figures and the load's answers by status (200, 400 refused pattern, 503 busy)."""
+    import requests  # noqa: PLC0415
+
+    from emulator.export import write_export  # noqa: PLC0415
+
+    sms = pd.read_csv(SMS_CSV, keep_default_na=False)
+    rows = [(f"m{i}.txt", sms.text[i % len(sms)], None) for i in range(n_docs)]
+    rows.append(("big.txt", ("a" * 99 + " ") * 2000, None))  # 200 KB
+    write_export(work / "export", rows, "isSpam")
+    truth = {f"m{i}.txt": sms.label[i % len(sms)] == "spam" for i in range(n_docs)}
+    admin = "load-admin-token-0123456789"
+    stack = Stack(work, work / "export", settings={
+        "LOG_LEVEL": "WARNING", "MIN_LABELS": "20", "MODEL_FAMILIES": "quick", "RETRAIN_EVERY": "40",
+        "SYNC_INTERVAL_S": "86400", "RECONCILE_INTERVAL_S": "86400", "WORKER_WARM_UP": "false",
+        "ADMIN_TOKEN": admin})
+    auth = "Basic " + b64encode(":".join(stack.hook_auth).encode()).decode()
+    out: list[dict[str, Any]] = []
+    with stack:
+        stack.wait_ready()
+        docs = stack.docids()
+        spam = [d for d in docs if truth.get(d[1])][:20]
+        ham = [d for d in docs if d[1] in truth and not truth[d[1]]][:20]
+        for docid, fn in spam + ham:
+            stack.annotate(docid, {"isSpam": truth[fn]})
+        stack.wait_for(lambda: (stack.api("/api/v1/projects/1").get("champion") or {}).get("version"), 300,
+                       "a champion")
+        stack.settle(quiet_s=3)
+        stack.stop_process("worker")  # the web process measured alone: the queue fills, nothing drains it
+        hook_ids = [d for d, _ in docs[40:40 + int(rate * seconds) * 2]]
+        n = int(rate * seconds)
+        lat, st = send(stack.web_port, auth, hook_ids[:n], connections, rate)
+        out.append({**phase_figures(f"webhooks {rate:.0f}/s alone", lat, st, seconds)})
+        stop = threading.Event()
+        answers: Counter = Counter()
+
+        def hammer(params: dict[str, Any]) -> None:
+            with requests.Session() as http:
+                while not stop.is_set():
+                    try:
+                        r = http.get(f"{stack.web_url}/api/v1/projects/1/next", params=params, timeout=120)
+                        answers[f"{params.get('batch', 'regex')} {r.status_code}"] += 1
+                        if r.status_code == 503:  # as the answer asks (a client that ignores it is a flood)
+                            stop.wait(float(r.headers.get("Retry-After", "1")))
+                    except requests.RequestException:
+                        answers["no answer"] += 1
+
+        load = [threading.Thread(target=hammer, args=({"regex": WORST_REGEXES[i % 2], "n": 1000},), daemon=True)
+                for i in range(8)]
+        load += [threading.Thread(target=hammer, args=({"batch": "diverse", "n": 1000},), daemon=True)
+                 for _ in range(64)]
+        for t in load:
+            t.start()
+        time.sleep(2)  # the load is on
+        lat, st = send(stack.web_port, auth, hook_ids[n:2 * n], connections, rate)
+        stop.set()
+        out.append({**phase_figures(f"webhooks {rate:.0f}/s beside 8 regex + 64 diverse next", lat, st, seconds),
+                    "load_answers": dict(answers)})
+        for t in load:
+            t.join(timeout=180)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.webhooks", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -247,10 +319,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-drain", action="store_true", help="do not start a worker to drain the queue")
     ap.add_argument("--flood", type=int, default=0, metavar="N",
                     help="instead: N deliveries for unknown documents, then one real confirm (seconds to stored)")
+    ap.add_argument("--under-load", action="store_true",
+                    help="instead: webhook acknowledgement alone and beside 8 worst-case regex + 64 diverse next")
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args(argv)
     logging.basicConfig(level="WARNING")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="prelabel-hooks-"))
+    if args.under_load:
+        rows = under_load(work)
+        for r in rows:
+            print(f"{r['phase']}: {r['acknowledged']}/{r['sent']} acknowledged; p50 {r['p50_ms']} ms, "  # noqa: T201
+                  f"p99 {r['p99_ms']} ms, max {r['max_ms']} ms" + (f"; load answers {r['load_answers']}"
+                                                                    if "load_answers" in r else ""))
+        print(json.dumps(rows))  # noqa: T201
+        return 0 if all(r["p99_ms"] is not None and r["p99_ms"] < 100 for r in rows) else 1
     if args.flood:
         r = flood(work, args.flood, connections=args.connections)
         print(f"{r['flood_acknowledged']}/{r['flood']} deliveries for unknown documents acknowledged in "  # noqa: T201

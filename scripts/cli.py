@@ -12,7 +12,8 @@ Settings come from the environment and ``.env`` (the same as the web process and
 line works on the same database and model folder. A project is named by its id (``1``), ``platform/owner/name``,
 ``owner/name`` (tagtog), or ``local/<name>``: a project with no annotation platform, for data you import, train
 on and export yourself. Tables are .csv, .xlsx or .parquet; a multilabel cell lists its labels joined by ``;``.
-Long runs show a progress bar on a terminal (``--no-progress`` hides it).
+Exports cannot run code in a spreadsheet: a CSV cell starting with = + - @ (or a tab, CR) gets a leading
+apostrophe, which import takes off again; XLSX cells are text, never formulas. Long runs show a progress bar on a terminal (``--no-progress`` hides it).
 """
 from __future__ import annotations
 

@@ -238,7 +238,7 @@ def test_production_download_with_the_documented_admin_command(served):
 
 def test_regex_that_blows_up_rejected_and_costly_reads_bounded(served):
     """A counted repetition that compiles to a huge RE2 program is a 400 naming it; only MAX_COSTLY_READS
-    (default 2) next/download calls run at once per web process, the next one is a 503 with Retry-After."""
+    next/download calls run at once per web process, the next one is a 503 with Retry-After."""
     import threading
 
     c, loop, pid, _, _ = served
@@ -247,7 +247,7 @@ def test_regex_that_blows_up_rejected_and_costly_reads_bounded(served):
     assert c.get(f"/api/v1/projects/{pid}/next", query_string={"regex": "(?i)prize"}).status_code == 200
     app = c.application
     gate = app.extensions.setdefault("prelabel.costly", threading.BoundedSemaphore(2))
-    assert gate.acquire(blocking=False) and gate.acquire(blocking=False)  # two reads in flight
+    assert gate.acquire(blocking=False) and gate.acquire(blocking=False)  # two reads in flight (a gate of 2)
     try:
         r = c.get(f"/api/v1/projects/{pid}/next")
         assert r.status_code == 503 and r.headers["Retry-After"] == "2" and "busy" in r.json["error"]
