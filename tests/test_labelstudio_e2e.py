@@ -198,7 +198,7 @@ def test_reconcile_recovers_annotations_made_while_web_was_down(world):
         assert time.monotonic() < deadline, stack.log_tail("worker")
         time.sleep(0.3)
     after = stack.settle(quiet_s=2, timeout=300)
-    assert after["last_reconcile"]["recovered"] == len(todo)
+    # recovered by the reconcile the web's start queued, or by the one asked for here, whichever ran first
     assert after["labels"] == before["labels"] + len(todo)
 
 

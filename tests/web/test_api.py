@@ -246,13 +246,14 @@ def test_regex_that_blows_up_rejected_and_costly_reads_bounded(served):
     assert r.status_code == 400 and "(.*a){1000}$" in r.json["error"] and "RE2 instructions" in r.json["error"]
     assert c.get(f"/api/v1/projects/{pid}/next", query_string={"regex": "(?i)prize"}).status_code == 200
     app = c.application
-    gate = app.extensions.setdefault("prelabel.costly", threading.BoundedSemaphore(2))
-    assert gate.acquire(blocking=False) and gate.acquire(blocking=False)  # two reads in flight (a gate of 2)
+    limit = app.extensions["prelabel.settings"].max_costly_reads
+    gate = app.extensions.setdefault("prelabel.costly", threading.BoundedSemaphore(limit))
+    assert all(gate.acquire(blocking=False) for _ in range(limit))  # as many reads in flight as allowed
     try:
         r = c.get(f"/api/v1/projects/{pid}/next")
         assert r.status_code == 503 and r.headers["Retry-After"] == "2" and "busy" in r.json["error"]
         assert c.get(f"/api/v1/projects/{pid}").status_code == 200  # cheap reads are not limited
     finally:
-        gate.release()
-        gate.release()
+        for _ in range(limit):
+            gate.release()
     assert c.get(f"/api/v1/projects/{pid}/next").status_code == 200

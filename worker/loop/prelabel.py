@@ -181,12 +181,14 @@ class Prelabels:
         chosen, chosen_proba, strategy = self.choose(clf, texts, cfg.prelabel_k + extra, counts)
         scheme = self.loop.ingest.scheme(project_id)
         ours: dict[str, tuple[int, Suggestion]] = {}  # platform doc id -> (document row, suggestion)
+        kept = 0  # this version's pre-labels, done by an earlier try of this job included
         for i, row in zip(chosen, chosen_proba):
-            if len(ours) >= cfg.prelabel_k:
+            if kept >= cfg.prelabel_k:
                 break
             if i < len(docs):
                 doc_id = docs[i][0]
                 if doc_id in done:
+                    kept += 1  # a retried job does not upload twice, nor instead of what it did
                     continue
                 sug = self.suggestion(clf, "", row)
                 if shown.get(doc_id) == dumps_value(sug.value if isinstance(sug.value, list)
@@ -197,6 +199,7 @@ class Prelabels:
             else:
                 doc_id, key = self._create_corpus_document(project_id, texts[i])
             ours[key] = (doc_id, self.suggestion(clf, key, row))
+            kept += 1
 
         def record(uploaded: Sequence[Suggestion], before: Mapping[str, tuple[Any, str]] | None = None) -> None:
             before = before or {}  # at once: a retried job skips what is done
