@@ -389,7 +389,7 @@ class TagtogPlatform(Platform):
         round is what put the most uncertain documents under the annotators' hands). The annotations replaced are
         passed to ``uploaded`` (``before``), so a person's save that still lands in the window can be detected and
         what was there put back (``restore_overwritten``)."""
-        who = f"ml:prelabel-v{version}"
+        who = f"{PRELABEL_WHO}{version}"
         name_to_id = dict(zip(scheme.names, scheme.ids))
         n = 0
         for sug in suggestions:
@@ -426,14 +426,14 @@ class TagtogPlatform(Platform):
         return n
 
     def carries_upload(self, reading: Reading, version: int) -> bool:
-        return f"ml:prelabel-v{version}" in reading.who.split(",")
+        return f"{PRELABEL_WHO}{version}" in reading.who.split(",")
 
     def restore_overwritten(self, project: ProjectRef, doc_id: str, version: int, replaced: str) -> bool:
         """Put back the annotations an upload of ``version`` replaced, if the document still holds that upload
         and nothing a person made since."""
         ann = self.client.get_annjson(project.owner, project.name, doc_id, self.member,
                                       max_bytes=self.max_annotation_bytes)
-        ours = f"ml:prelabel-v{version}"
+        ours = f"{PRELABEL_WHO}{version}"
         if has_human_label(ann) or not any(ours in m.confidence.who for m in ann.metas.values()):
             return False
         html = self.client.get_plain_html(project.owner, project.name, doc_id, max_bytes=self.html_limit)

@@ -220,7 +220,7 @@ class Upload(Base):
     # and whether a person's save was caught in between (then it is never pre-labelled again by prelabel)
     read_at: Mapped[datetime | None] = mapped_column(DateTime)
     replaced: Mapped[str | None] = mapped_column(Text)
-    overwrote: Mapped[str | None] = mapped_column(String(200))
+    overwrote: Mapped[str | None] = mapped_column(String(16))  # restored | flagged
 
 
 class Prediction(Base):

@@ -72,6 +72,7 @@ def new_app(import_name: str, test_config: Mapping[str, Any] | None = None) -> t
     store = Store(settings.db_url).prepare(settings.projects)
     app.extensions["prelabel.settings"] = settings
     app.extensions["prelabel.store"] = store
+    app.extensions["prelabel.costly"] = threading.BoundedSemaphore(settings.max_costly_reads)  # web/api.costly
     from worker import jobs  # noqa: PLC0415 - the queue only; jobs imports no model code at import time
 
     app.extensions["prelabel.enqueue"] = jobs.enqueue_event
@@ -173,10 +174,7 @@ def costly(view: Callable[..., Any]) -> Callable[..., Any]:
     send (Label Studio waits 1 s, once) wait behind them."""
     @wraps(view)
     def limited(*args: Any, **kwargs: Any) -> Any:
-        gate = current_app.extensions.get("prelabel.costly")
-        if gate is None:
-            n = current_app.extensions["prelabel.settings"].max_costly_reads
-            gate = current_app.extensions.setdefault("prelabel.costly", threading.BoundedSemaphore(n))
+        gate = current_app.extensions["prelabel.costly"]
         if not gate.acquire(blocking=False):
             raise ApiError(503, "busy: too many costly reads (next, download) at once; retry shortly",
                            {"Retry-After": "2"})

@@ -110,12 +110,10 @@ class StoreCollector:
                 if (pid, fam) not in seen:
                     seen.add((pid, fam))
                     last.add_metric([slug.get(pid, str(pid)), fam], float(secs or 0.0))
-            caught: dict[tuple[str, str], int] = {}
-            for pid, what in s.execute(select(Upload.project_id, Upload.overwrote).where(Upload.overwrote.is_not(None))):
-                key = (slug.get(pid, str(pid)), what.split()[0])  # restored | flagged
-                caught[key] = caught.get(key, 0) + 1
-            for key, n in caught.items():
-                overwritten.add_metric(list(key), n)
+            for pid, outcome, n in s.execute(select(Upload.project_id, Upload.overwrote, func.count())
+                                             .where(Upload.overwrote.is_not(None))
+                                             .group_by(Upload.project_id, Upload.overwrote)):
+                overwritten.add_metric([slug.get(pid, str(pid)), outcome], n)  # restored | flagged
             for pid, p in projects.items():
                 history = (p.schedule or {}).get("stability") or []
                 if history and history[-1].get("changed") is not None:

@@ -16,12 +16,10 @@ import shutil
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
-
-from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from huey import Huey, PriorityRedisHuey, SqliteHuey, crontab
 from huey.constants import EmptyData
@@ -29,7 +27,7 @@ from huey.exceptions import TaskLockedException
 
 from config import REDIS_SCHEMES, Settings
 from model.names import SLOW_FAMILIES
-from storage import Store
+from storage import Store, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +94,7 @@ def project_lock(queue: Huey, name: str) -> Iterator[None]:
     worker start and by the minute's sweep (``clear_stale_locks``), so no task of a project is switched off for
     good. TaskLockedException while a live worker holds it."""
     key = f"{queue.name}.lock.{name}"
-    if not queue.put_if_empty(key, f"{WORKER_ID}|{datetime.now(timezone.utc).replace(tzinfo=None).isoformat()}"):
+    if not queue.put_if_empty(key, f"{WORKER_ID}|{utcnow().isoformat()}"):
         raise TaskLockedException(f"unable to acquire lock {name}")
     queue._locks.add(key)
     _held.add((queue, key))
@@ -407,8 +405,6 @@ def worker_dead(worker: str, started_at: datetime) -> bool:
     host, _, rest = worker.partition(":")
     pid, _, _token = rest.partition(":")
     if host != socket.gethostname():
-        from storage import utcnow  # noqa: PLC0415
-
         return (utcnow() - started_at).total_seconds() > STALE_RUN_S
     if worker == WORKER_ID:
         return False
@@ -503,7 +499,7 @@ def reconcile_all() -> None:
     once, with a 1 s timeout) and import documents added without one; also imports new tagtog documents."""
     from datetime import datetime, timedelta  # noqa: PLC0415
 
-    from storage import Project, utcnow  # noqa: PLC0415
+    from storage import Project  # noqa: PLC0415
 
     loop = get_loop()
     with loop.store.session() as s:

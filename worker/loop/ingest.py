@@ -176,7 +176,7 @@ class Ingest:
                    f"received; " + ("the annotations it replaced were put back" if restored else "nothing to put back")
                    + "; the person's change must be redone")
         with self.loop.store.session() as s:
-            s.get(Upload, upload_id).overwrote = ("restored" if restored else "flagged") + f" event {event_id}"
+            s.get(Upload, upload_id).overwrote = "restored" if restored else "flagged"  # the event says the rest
         logger.warning("%s %s: %s", platform.noun, reading.doc_id, outcome)
         return outcome[:200]
 

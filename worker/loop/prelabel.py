@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import replace
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -181,33 +182,35 @@ class Prelabels:
         chosen, chosen_proba, strategy = self.choose(clf, texts, cfg.prelabel_k + extra, counts)
         scheme = self.loop.ingest.scheme(project_id)
         ours: dict[str, tuple[int, Suggestion]] = {}  # platform doc id -> (document row, suggestion)
+
+        def stored(value: Any) -> str:  # a suggestion's value as the store keeps it (uploads, labels)
+            return dumps_value(value if isinstance(value, list) else class_value(value, scheme.type))
+
         kept = 0  # this version's pre-labels, done by an earlier try of this job included
         for i, row in zip(chosen, chosen_proba):
             if kept >= cfg.prelabel_k:
                 break
+            sug = self.suggestion(clf, "", row)
             if i < len(docs):
                 doc_id = docs[i][0]
                 if doc_id in done:
                     kept += 1  # a retried job does not upload twice, nor instead of what it did
                     continue
-                sug = self.suggestion(clf, "", row)
-                if shown.get(doc_id) == dumps_value(sug.value if isinstance(sug.value, list)
-                                                    else class_value(sug.value, scheme.type)):
+                if shown.get(doc_id) == stored(sug.value):
                     continue  # the annotator already sees this suggestion: a re-upload only risks their work
                 with self.loop.store.session() as s:
                     key = s.get(Document, doc_id).platform_id
             else:
                 doc_id, key = self._create_corpus_document(project_id, texts[i])
-            ours[key] = (doc_id, self.suggestion(clf, key, row))
+            ours[key] = (doc_id, replace(sug, doc_id=key))
             kept += 1
 
         def record(uploaded: Sequence[Suggestion], before: Mapping[str, tuple[Any, str]] | None = None) -> None:
             before = before or {}  # at once: a retried job skips what is done
             with self.loop.store.session() as s:
                 s.add_all([Upload(project_id=project_id, document_id=ours[u.doc_id][0], model_version_id=version_id,
-                                  value=dumps_value(u.value if isinstance(u.value, list)
-                                                    else class_value(u.value, scheme.type)),
-                                  prob=u.prob, strategy=strategy, read_at=before.get(u.doc_id, (None, None))[0],
+                                  value=stored(u.value), prob=u.prob, strategy=strategy,
+                                  read_at=before.get(u.doc_id, (None, None))[0],
                                   replaced=before.get(u.doc_id, (None, None))[1]) for u in uploaded])
 
         n = platform.upload_prelabels(ref, scheme, [sug for _, sug in ours.values()], version,
