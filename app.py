@@ -20,7 +20,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app, settings, store = api.new_app(__name__, test_config)
     app.extensions["prelabel.metrics"] = observability.Metrics(store, settings.primary_metric,
                                                                   3 * settings.worker_heartbeat_s,
-                                                                  settings.stop_rounds, settings.stop_changed)
+                                                                  (settings.stop_rounds, settings.stop_kappa,
+                                                                   settings.stop_min_labels))
     from worker import jobs  # noqa: PLC0415 - the queue only; jobs imports no model code at import time
 
     app.extensions["prelabel.retrain"] = jobs.retrain

@@ -112,6 +112,8 @@ class Settings:
     model_families: str = "hybrid,quick"
     model_family_every: str = "rnn:3"  # family:M trains that family every M-th retrain (others: every one)
     bert_checkpoint: str = ""  # local BERT-architecture folder (embed, bert, hybrid, fewshot); "" = MiniLM-L6
+    embedding_cache: str = ""  # SQLite file of sentence embeddings every process shares; "" = in INSTANCE_PATH,
+    # "off" = each process keeps its own in memory (model/embed_store.py)
     plateau_rounds: int = 3  # family:plateau trains once the champion gained < PLATEAU_DELTA over this many rounds
     plateau_delta: float = 0.005  # ... (in PRIMARY_METRIC on validation), at most once per PLATEAU_ROUNDS rounds
     selection_margin: float = 0.01  # within a round, the first listed family within this of the best wins
@@ -126,10 +128,13 @@ class Settings:
     warm_min_labels: int = 1000  # below this a full fit is cheap (~3 s) and learns more: no warm retrains
     retrain_every: int = 1  # retrain after this many new labels
     min_labels: int = 10  # no model before this many ground-truth labels (and two classes)
-    holdout_fraction: float = 0.2  # validation share, fixed by a hash of the document id
+    cv_folds: int = 5  # cross-fitting: each family trains on K-1 folds K times (scores, calibration, choice), then
+    # on every label (the model that serves)
     test_folder: str = ""  # e.g. pool/test: confirmed documents there form the test set, never used for selection
     primary_metric: str = "f1_macro"  # validation metric that decides promotion: f1_macro|f1_micro|f1_weighted|accuracy|mcc|f1
-    promotion_margin: float = 0.01  # a candidate is promoted unless worse than the champion by more than this
+    gate_alpha: float = 0.05  # a candidate is rejected when the champion is better on the labels it never saw, at
+    # this one-sided significance (exact sign test on the documents they disagree on) ...
+    gate_max_drop: float = 0.10  # ... or when its cross-validated PRIMARY_METRIC is this far under the champion's
     # pre-labelling
     prelabel_k: int = 10
     al_strategy: str = "margin"  # random|deterministic|least_confidence|entropy|margin|maxprob
@@ -137,9 +142,17 @@ class Settings:
     # or balanced for a multilabel scheme
     al_regex: str = ""  # only documents whose text matches (RE2 search: model/patterns.py)
     al_label: str = ""  # the label maxprob looks for
+    keep_rejected: int = 5  # rejected versions whose files are kept (the newest); older ones keep their metrics row
+    keep_rejected_hours: float = 24.0  # ... and a rejected version's files go after this long anyway
+    keep_retired: int = 3  # former champions whose files are kept for a rollback (the newest)
+    audit_share: float = 0.1  # of every pre-label batch, drawn at random from the pool for the quality estimate
     cold_start_min: int = 3  # until every class has this many training labels, documents are picked at random
-    stop_changed: float = 0.01  # stopping signal: pool predictions changed for under this share ...
-    stop_rounds: int = 3  # ... in each of this many rounds in a row (model/stopping.py)
+    stop_kappa: float = 0.99  # stopping signal: Cohen's kappa between successive models on the stop set at or above
+    # this ...
+    stop_rounds: int = 3  # ... in each of this many steps in a row (model/stopping.py) ...
+    stop_growth: float = 1.3  # ... a step being a model trained on this many times the labels of the step before
+    stop_min_labels: int = 100  # ... with at least this many labels
+    stop_set: int = 1000  # documents in the fixed stop set every trained model predicts
     prelabel_folder: str = "pool"  # where corpus samples are uploaded as new documents
     corpus_path: str = ""  # optional csv (column corpus_text_column) or txt (one text per line)
     corpus_text_column: str = "text"
@@ -158,6 +171,14 @@ class Settings:
     @property
     def models_path(self) -> Path:
         return Path(self.instance_path) / "models"
+
+    @property
+    def embedding_cache_path(self) -> Path | None:
+        if self.embedding_cache.strip().lower() == "off":
+            return None
+        if self.embedding_cache.strip():
+            return Path(self.embedding_cache)
+        return Path(self.instance_path) / "embeddings.sqlite3"
 
     @property
     def families(self) -> tuple[str, ...]:
@@ -300,8 +321,19 @@ class Settings:
             raise ValueError(f"setting AL_STRATEGY must be one of {', '.join(STRATEGIES)}")
         if s.al_batch not in BATCH_MODES:
             raise ValueError(f"setting AL_BATCH must be one of {', '.join(BATCH_MODES)}")
-        if s.stop_rounds < 1 or not 0 <= s.stop_changed <= 1:
-            raise ValueError("settings STOP_ROUNDS must be >= 1 and STOP_CHANGED between 0 and 1")
+        if s.keep_rejected < 0 or s.keep_retired < 1 or s.keep_rejected_hours < 0:
+            raise ValueError("settings KEEP_REJECTED and KEEP_REJECTED_HOURS must be >= 0, KEEP_RETIRED >= 1")
+        if not 0 <= s.audit_share <= 1:
+            raise ValueError("setting AUDIT_SHARE must be between 0 and 1")
+        if not 2 <= s.cv_folds <= 20:
+            raise ValueError("setting CV_FOLDS must be between 2 and 20")
+        if not 0 < s.gate_alpha < 1 or not 0 <= s.gate_max_drop <= 1:
+            raise ValueError("settings GATE_ALPHA must be between 0 and 1, GATE_MAX_DROP between 0 and 1")
+        if s.stop_growth < 1.05:
+            raise ValueError("setting STOP_GROWTH must be at least 1.05 (models a label apart always agree)")
+        if s.stop_rounds < 1 or not 0 <= s.stop_kappa <= 1 or s.stop_min_labels < 0 or s.stop_set < 10:
+            raise ValueError("settings STOP_ROUNDS must be >= 1, STOP_KAPPA between 0 and 1, STOP_MIN_LABELS >= 0 "
+                             "and STOP_SET >= 10")
         if s.al_regex:
             from model.patterns import PatternError, compile_pattern  # noqa: PLC0415 - RE2 only when a pattern is set
 

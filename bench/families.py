@@ -55,8 +55,10 @@ def _split(labels: list[Any], multilabel: bool, seed: int = 42) -> tuple[np.ndar
 
 
 def uncached(clf: Any) -> None:
+    """The first-fit cost: nothing embedded in memory, nothing read from an embedding file."""
     if hasattr(clf, "encoder"):
         clf.encoder.cache.clear()
+        clf.encoder.store = None
 
 
 def run_one(family: str, dataset: str, max_train: int) -> dict[str, Any]:

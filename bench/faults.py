@@ -350,7 +350,7 @@ def kill_9(work: Path, n: int, kills: int = 10, seed: int = 5) -> dict[str, Any]
 
     rng = random.Random(seed)
     settings = {"MIN_LABELS": "20", "MODEL_FAMILIES": "quick,rnn", "MODEL_FAMILY_EVERY": "rnn:1",
-                "MODEL_EPOCHS": "8", "RETRAIN_EVERY": "1000000", "PRELABEL_K": "5"}
+                "MODEL_EPOCHS": "8", "RETRAIN_EVERY": "1000000", "PRELABEL_K": "5", "CV_FOLDS": "2"}
     stack, fp, truth = _stack(work, n, settings, proxy=False)
     killed_training, resumed, champion_ok, bad_total, staging_left = 0, 0, 0, 0, 0
     with stack:

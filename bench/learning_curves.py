@@ -2,10 +2,10 @@
 MODEL_FAMILIES setting and each selection (AL_STRATEGY, with AL_BATCH after a "+"), with a simulated annotator.
 
 Each curve runs the worker's own code on a ``local/`` project in a temporary instance (SQLite store, model
-folders): every point is one retrain round (``Training.train``: the families due, the 80/20 validation split,
-the ensemble, the gate against the champion), a new champion scores the pool (``Prelabels.score_pool``, which
-also records the stopping signal) and the next batch is chosen by ``Prelabels.choose`` (cold start, strategy,
-batch mode). The annotator then labels that batch with the true labels, up to the next point of the schedule.
+folders): every point is one retrain round (``Training.train``: the families due, cross-fitted over every label,
+calibrated, the ensemble, the gate against the champion, the estimate and the stopping signal), a new champion
+scores the pool (``Prelabels.score_pool``) and the next batch is chosen by ``Prelabels.choose`` (cold start,
+strategy, batch mode) with AUDIT_SHARE of it drawn at random, as ``Prelabels.prelabel`` does. The annotator then labels that batch with the true labels, up to the next point of the schedule.
 "random" is the same loop with AL_STRATEGY=random. The test split (25 %, stratified for single-label data) is
 never trained on or selected from.
 
@@ -111,11 +111,14 @@ class Simulation:
                             value=json.dumps(list(y) if self.multilabel else y)))
         self.labelled += [int(i) for i in rows]
 
-    def round(self) -> Any:
-        """One retrain round as jobs.retrain runs it: train, then a new champion scores the pool."""
+    def round(self, measure: Any = None) -> Any:
+        """One retrain round as jobs.retrain runs it: train, then a new champion scores the pool. ``measure``
+        (optional) is called with the round's result before the versions' folders are dropped."""
         result = self.loop.training.train(self.pid)
         if result is not None and result.status == "champion":
             self.loop.prelabels.score_pool(self.pid, result.champion_id)
+        if measure is not None:
+            measure(result)
         self._drop_old_versions()
         return result
 
@@ -136,14 +139,24 @@ class Simulation:
         if clf is None:  # no model yet (too few labels or one class): the service waits; the annotator goes on
             return list(np.random.default_rng(len(taken)).permutation(rest)[:n])
         counts = class_counts(list(self.labels[i]) if self.multilabel else self.labels[i] for i in self.labelled)
-        idx, _, _ = self.loop.prelabels.choose(clf, [self.texts[i] for i in rest], n, counts)
-        return [rest[i] for i in idx]
+        idx, _, tag = self.loop.prelabels.choose(clf, [self.texts[i] for i in rest], n, counts)
+        # as Prelabels.prelabel: AUDIT_SHARE of the batch drawn at random for the estimate, first; a random cold
+        # start's picks are random documents too
+        from storage import ModelVersion, Project  # noqa: PLC0415
+
+        with self.store.session() as s:
+            version = s.get(ModelVersion, s.get(Project, self.pid).champion_id).version
+        audit = self.loop.prelabels.draw_audit(self.pid, version, len(rest), tag, n)
+        picks = list(dict.fromkeys([int(i) for i in audit] + [int(i) for i in idx]))[:n]
+        random_picks = picks if tag.startswith("cold_start:random") or tag == "random" else audit
+        self.loop.prelabels.mark_audit([self.doc_of[rest[i]] for i in random_picks])
+        return [rest[i] for i in picks]
 
     def stop(self) -> dict[str, Any]:
         from model.stopping import stop_signal  # noqa: PLC0415
 
         history = self.store.project_summary(self.pid)["stability"]
-        return stop_signal(history, self.settings.stop_rounds, self.settings.stop_changed)
+        return stop_signal(history, self.settings.stop_rounds, self.settings.stop_kappa, self.settings.stop_min_labels)
 
     def _drop_old_versions(self) -> None:
         """Disk only: the folders of every version but the champion (it is kept in memory anyway)."""
@@ -197,28 +210,61 @@ def linear_svc_reference(texts: list[str], labels: list[Any], pool: np.ndarray, 
 
 def curve(texts: list[str], labels: list[Any], multilabel: bool, pool: np.ndarray, test: np.ndarray, seed: int,
           families: str, selection: str, schedule: Sequence[int]) -> dict[str, Any]:
-    """Macro F1 of the champion at each point of ``schedule``, the stopping signal's first point, and timings."""
+    """At each point of ``schedule``: the champion's macro F1 on the test split, the estimate the service shows
+    beside it (model/estimate.py), the champion's ECE on the test split, the round's candidate's own test F1 and
+    the gate's decision, the labels the champion trained on; the stopping signal's first point; timings. The
+    champion's test-split confidences and outcomes at 200 and 1,000 labels go in ``reliability`` (the diagram)."""
+    from model import calibration  # noqa: PLC0415
+
     x_te, y_te = [texts[i] for i in test], [labels[i] for i in test]
     start = list(np.random.default_rng(seed).permutation(pool)[: schedule[0]])  # the same random start for all
     points: dict[int, float] = {}
+    rounds: list[dict[str, Any]] = []
+    reliability: dict[int, dict[str, list[float]]] = {}
     stopped_at = None
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="prelabel-lc-") as root:
         sim = Simulation(texts, labels, multilabel, pool, seed, families, selection, Path(root))
         sim.annotate(start)
         for k, budget in enumerate(schedule):
-            sim.round()
+            row: dict[str, Any] = {"labels": budget}
+
+            def measure(result: Any) -> None:
+                if result is not None and result.version:
+                    cand = sim.loop.load_copy(result.version_id)
+                    row.update(candidate=macro_f1(cand, x_te, y_te, multilabel), status=result.status,
+                               version=result.version,  # every candidate trains on every label (issue 28)
+                               n_train=sim.store.get_version(sim.pid, result.version)["n_train"])
+
+            sim.round(measure)
             clf = sim.champion()
             points[budget] = macro_f1(clf, x_te, y_te, multilabel) if clf is not None else 0.0
-            if stopped_at is None and sim.stop()["suggested"]:
+            row["champion"] = points[budget]
+            if clf is not None:
+                v = sim.store.get_version(sim.pid, sim.store.project_summary(sim.pid)["champion"]["version"])
+                est = (v["metrics"] or {}).get("estimate") or {}
+                f1 = (est.get("metrics") or {}).get("f1_macro") or {}
+                row.update(estimate=f1.get("value"), low=f1.get("low"), high=f1.get("high"),
+                           n_random=est.get("n_random"), cv=(v["metrics"] or {}).get("f1_macro"))
+                proba = clf.predict_proba(x_te)
+                conf, right = calibration.shown(proba, y_te, list(clf.classes_), multilabel)
+                row["ece"] = calibration.ece(conf, right)
+                if budget in (200, 1000):
+                    reliability[budget] = {"conf": [round(float(c), 4) for c in conf],
+                                           "right": [bool(r) for r in right]}
+            stop = sim.stop()
+            row["kappa"] = (sim.store.project_summary(sim.pid)["stability"] or [{}])[-1].get("kappa")
+            if stopped_at is None and stop["suggested"]:
                 stopped_at = budget
+            rounds.append(row)
             if k + 1 < len(schedule):
                 sim.annotate(sim.next_batch(schedule[k + 1] - len(sim.labelled)))
         family = clf.family if clf is not None else None
     logger.warning("%s %s seed %d: %s (%.0fs)", families, selection, seed,
-                   " ".join(f"{b}:{f:.3f}" for b, f in points.items()), time.perf_counter() - t0)
-    return {"points": points, "stop_at": stopped_at, "final_family": family,
-            "seconds": round(time.perf_counter() - t0, 1)}
+                   " ".join(f"{r['labels']}:{r['champion']:.3f}/est {r.get('estimate') or 0:.3f}/ece "
+                            f"{r.get('ece') or 0:.3f}" for r in rounds), time.perf_counter() - t0)
+    return {"points": points, "stop_at": stopped_at, "final_family": family, "rounds": rounds,
+            "reliability": reliability, "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def labels_needed(points: dict[int, float], target: float, n_all: int | None = None) -> int | None:
@@ -305,6 +351,122 @@ def report(summary: dict[str, Any]) -> None:
                   + f" | {need} | {share} | {t['area']:.3f} | {stops} |")
 
 
+def honesty(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per dataset, families and selection, over the seeds: what the loop tells people against the truth.
+
+    ece_200 / ece_1000: the champion's expected calibration error on the test split; est_err: the largest
+    |estimate shown - test macro F1| at 200+ labels (and how often the interval held the truth); gate_hit: the share
+    of rounds whose champion is within 0.01 of the best candidate trained so far (test F1), worst_reject_run: the
+    longest run of rounds rejecting a candidate better by 0.01+; stop: where the stop sign came on, against the
+    first point within 0.02 of the full-data score (it must not come before it, and should by twice it);
+    all_labels: whether every candidate trained on every label; worst_drop: the largest fall of the mean curve from
+    its best so far (20 labels on), with the seeds' spread there; at_50: champion minus the same families trained
+    once on those 50 labels."""
+    groups: dict[tuple[str, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for r in results:
+        for key, c in r["curves"].items():
+            if c.get("rounds"):
+                groups.setdefault((r["dataset"], key), []).append((r, c))
+    out = []
+    for (dataset, key), runs in groups.items():
+        fams = key.split(" | ")[0]
+        ece = {b: [x["ece"] for _, c in runs for x in c["rounds"] if x["labels"] == b and x.get("ece") is not None]
+               for b in (200, 1000)}
+        errs, held, hits, n_rounds, reject_runs, stops, used = [], [], 0, 0, [], [], []
+        at50 = []
+        for r, c in runs:
+            full = r["full"][fams]["f1_macro"]
+            best, run = 0.0, 0
+            near = next((x["labels"] for x in c["rounds"] if x["champion"] >= full - 0.02), None)
+            stops.append((c["stop_at"], near))
+            worst = 0
+            for x in c["rounds"]:
+                if x.get("estimate") is not None and x["labels"] >= 200:
+                    errs.append(abs(x["estimate"] - x["champion"]))
+                    if x.get("low") is not None:
+                        held.append(x["low"] <= x["champion"] <= x["high"])
+                best = max(best, x.get("candidate") or 0.0)
+                n_rounds += 1
+                hits += x["champion"] >= best - 0.01
+                run = run + 1 if x.get("status") == "rejected" and (x.get("candidate") or 0) >= x["champion"] + 0.01 \
+                    else 0
+                worst = max(worst, run)
+                if x.get("n_train") is not None:
+                    used.append(x["n_train"] == x["labels"])
+                if x["labels"] == 50 and x.get("candidate") is not None:
+                    at50.append(x["champion"] - x["candidate"])
+            reject_runs.append(worst)
+        budgets = sorted(set.intersection(*(set(int(b) for b in c["points"]) for _, c in runs)))
+        mean = [float(np.mean([c["points"].get(b, c["points"].get(str(b))) for _, c in runs])) for b in budgets]
+        spread = [float(np.std([c["points"].get(b, c["points"].get(str(b))) for _, c in runs])) for b in budgets]
+        drops = [(max(mean[:i + 1]) - m, spread[i], budgets[i]) for i, m in enumerate(mean)]
+        drop = max(drops, default=(0.0, 0.0, None))
+        out.append({"dataset": dataset, "families": fams, "selection": key.split(" | ")[1],
+                    "ece_200": float(np.mean(ece[200])) if ece[200] else None,
+                    "ece_1000": float(np.mean(ece[1000])) if ece[1000] else None,
+                    "est_err_max": max(errs) if errs else None, "est_err_mean": float(np.mean(errs)) if errs else None,
+                    "interval_held": float(np.mean(held)) if held else None,
+                    "gate_hit": hits / n_rounds if n_rounds else None, "worst_reject_run": max(reject_runs),
+                    "stop": stops, "all_labels": bool(used) and all(used),
+                    "worst_drop": drop[0], "worst_drop_spread": drop[1], "worst_drop_at": drop[2],
+                    "at_50": float(np.mean(at50)) if at50 else None})
+    return out
+
+
+def report_honesty(rows: list[dict[str, Any]]) -> None:
+    def f(x: Any, nd: int = 3) -> str:
+        return "" if x is None else f"{x:.{nd}f}"
+
+    print("\n## What the loop tells people, against the test split (targets: ECE <= 0.05; estimate within 0.03 at "  # noqa: T201
+          "200+ labels; gate hit >= 0.90 and no run of more than 3 rejected better candidates; stop not before the "
+          "point within 0.02 of full data, and by twice it)")
+    print("\n| dataset | families | selection | ECE 200 | ECE 1000 | estimate error max (mean) | interval held "  # noqa: T201
+          "| gate hit | worst rejected run | stop at (point within 0.02) | every label trained | worst drop (spread, "
+          "at) | at 50: champion - trained once |")
+    print("|" + "---|" * 13)  # noqa: T201
+    for r in rows:
+        stops = ", ".join(f"{'-' if a is None else a} ({'-' if b is None else b})" for a, b in r["stop"])
+        print(f"| {r['dataset']} | {r['families']} | {r['selection']} | {f(r['ece_200'])} | {f(r['ece_1000'])} | "  # noqa: T201
+              f"{f(r['est_err_max'])} ({f(r['est_err_mean'])}) | {f(r['interval_held'], 2)} | {f(r['gate_hit'], 2)} | "
+              f"{r['worst_reject_run']} | {stops} | {'yes' if r['all_labels'] else 'no'} | {f(r['worst_drop'])} "
+              f"({f(r['worst_drop_spread'])}, {r['worst_drop_at']}) | {f(r['at_50'])} |")
+
+
+def plot_reliability(results: list[dict[str, Any]], path: Path) -> None:
+    """Reliability diagrams (10 equal-width bins) of the champions' test-split scores at 200 and 1,000 labels,
+    per dataset and selection, the seeds pooled."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    from model.calibration import ece, reliability  # noqa: PLC0415
+
+    panels: dict[tuple[str, str, int], tuple[list[float], list[bool]]] = {}
+    for r in results:
+        for key, c in r["curves"].items():
+            for b, d in (c.get("reliability") or {}).items():
+                conf, right = panels.setdefault((r["dataset"], key, int(b)), ([], []))
+                conf += d["conf"]
+                right += d["right"]
+    if not panels:
+        return
+    keys = sorted(panels)
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys), 3.6), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        conf, right = np.array(panels[k][0]), np.array(panels[k][1])
+        bins = [b for b in reliability(conf, right) if b["n"]]
+        ax.plot([0, 1], [0, 1], "k:", lw=1)
+        ax.bar([b["low"] for b in bins], [b["accuracy"] for b in bins], width=0.1, align="edge", alpha=0.6,
+               edgecolor="k")
+        ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "ro", ms=3)
+        ax.set_title(f"{k[0]} {k[1].split(' | ')[1]}\n{k[2]} labels, ECE {ece(conf, right):.3f}", fontsize=8)
+        ax.set_xlabel("score shown")
+        ax.set_ylabel("share right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def plot(summary: dict[str, Any], path: Path) -> None:
     import matplotlib  # noqa: PLC0415
 
@@ -346,6 +508,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-labels", type=int, default=2000, help="last point of the schedule (up to 4000)")
     ap.add_argument("--subset", type=int, default=0,
                     help="use this many rows of each dataset (a random sample, seed 0), e.g. for bert on CPU")
+    ap.add_argument("--full-from", type=Path, nargs="+", default=[], metavar="JSON",
+                    help="reuse the full-data scores of earlier runs (same dataset, seed and families) instead of "
+                         "fitting every pool label again (10-15 minutes per dataset and seed on 2 cores)")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--tag", default="", help="suffix of the output files (runs of different settings side by side)")
     ap.add_argument("--report", type=Path, nargs="+", metavar="JSON",
@@ -373,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in args.report:
             results += json.loads(path.read_text())
         return finish(merge(results), args.out, stem)
+    earlier = {(r["dataset"], r["seed"]): r["full"] for path in args.full_from for r in json.loads(path.read_text())}
     for dataset in args.datasets.split(","):
         texts, labels, multilabel = load(dataset)
         if args.subset and args.subset < len(texts):
@@ -384,8 +550,10 @@ def main(argv: list[str] | None = None) -> int:
                                  "full": {}, "curves": {},
                                  "reference": linear_svc_reference(texts, labels, pool, test) if multilabel else None}
             for fams in families:
-                r["full"][fams] = full_data(texts, labels, multilabel, pool, test, seed, fams)
-                logger.warning("%s seed %d %s: full data %s", dataset, seed, fams, r["full"][fams])
+                reused = earlier.get((r["dataset"], seed), {}).get(fams)
+                r["full"][fams] = reused or full_data(texts, labels, multilabel, pool, test, seed, fams)
+                logger.warning("%s seed %d %s: full data %s%s", dataset, seed, fams, r["full"][fams],
+                               " (from --full-from)" if reused else "")
                 for sel in selections:
                     r["curves"][f"{fams} | {sel}"] = curve(texts, labels, multilabel, pool, test, seed, fams, sel,
                                                            [b for b in schedule if b < len(pool)])
@@ -407,10 +575,13 @@ def merge(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def finish(results: list[dict[str, Any]], out: Path, stem: str) -> int:
     summary = summarise(results)
+    summary["honesty"] = honesty(results)
     (out / f"{stem}_summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    report(summary)
-    plot(summary, out / f"{stem}.png")
-    print(f"\nwrote {out / (stem + '.json')}, {stem}_summary.json and {stem}.png")  # noqa: T201
+    report({k: v for k, v in summary.items() if k != "honesty"})
+    report_honesty(summary["honesty"])
+    plot({k: v for k, v in summary.items() if k != "honesty"}, out / f"{stem}.png")
+    plot_reliability(results, out / f"{stem}_reliability.png")
+    print(f"\nwrote {out / (stem + '.json')}, {stem}_summary.json, {stem}.png and {stem}_reliability.png")  # noqa: T201
     return 0
 
 

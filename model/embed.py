@@ -2,8 +2,10 @@
 no torch) + logistic regression.
 
 The best family with very few labels (shared/docs/bert-notes.md: spam F1 0.79-0.87 at 50 labels, where TF-IDF is
-near 0). The encoder never changes, so each text's embedding is computed once per worker process and cached by
-the text's hash: a retrain embeds only new texts and fits the regression in a fraction of a second.
+near 0). The encoder never changes, so each text's embedding is computed once and cached by the text's hash, in
+the process and on disk (model/embed_store.py, when the process set one with ``use_store``: every process of an
+instance shares it, and a restart finds it): a retrain embeds only new texts and fits the regression in a fraction
+of a second.
 
 Tokenisation runs outside the model with keras-hub's pure-Python WordPiece (``lowercase``, ``strip_accents``: the
 same ids as the checkpoint's own tokenizer), so tensorflow-text is not needed. Texts are truncated to
@@ -24,6 +26,7 @@ import numpy as np
 
 from .base import TextClassifier, read_json, write_json
 from .checkpoint import check_checkpoint, default_checkpoint
+from .embed_store import EmbeddingStore
 
 logger = logging.getLogger(__name__)
 MODEL_FILE = "model.joblib"
@@ -36,13 +39,15 @@ class Encoder:
 
     _instances: dict[tuple[str, int], "Encoder"] = {}
     _guard = threading.Lock()
+    _store: EmbeddingStore | None = None  # the process's on-disk cache (use_store), for the shared frozen encoders
 
     @classmethod
     def get(cls, checkpoint: str, max_length: int) -> "Encoder":
         key = (checkpoint, max_length)
         with cls._guard:
             if key not in cls._instances:
-                cls._instances[key] = cls(checkpoint, max_length)
+                cls._instances[key] = enc = cls(checkpoint, max_length)
+                enc.store = cls._store
             return cls._instances[key]
 
     def __init__(self, checkpoint: str, max_length: int) -> None:
@@ -63,7 +68,22 @@ class Encoder:
         self.model = keras.Model(x, mean / keras.ops.maximum(keras.ops.norm(mean, axis=-1, keepdims=True), 1e-12))
         self.dim = int(self.model.output.shape[-1])
         self.cache: dict[str, np.ndarray] = {}
+        # on-disk vectors are only for a frozen encoder (get): fewshot fine-tunes its own copy's weights
+        self.store: EmbeddingStore | None = None
+        self.space = f"{folder.name}|{max_length}|{self.dim}"
+        self._absent: set[str] = set()  # looked up in the store and not there: not asked again (the pool warm-up
+        # asks for every unembedded text each batch; this process embeds them itself)
         self._lock = threading.Lock()
+
+    def _from_store(self, keys: Sequence[str]) -> None:
+        """Bring the stored vectors of ``keys`` not in memory into the process's cache (lock held)."""
+        if self.store is None:
+            return
+        ask = [k for k in dict.fromkeys(keys) if k not in self.cache and k not in self._absent]
+        if ask:
+            found = self.store.get(self.space, ask, self.dim)
+            self.cache.update(found)
+            self._absent.update(k for k in ask if k not in found)
 
     def _ids(self, texts: Sequence[str]) -> list[list[int]]:
         cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
@@ -72,9 +92,10 @@ class Encoder:
 
     def pending(self, texts: Sequence[str]) -> list[str]:
         """The texts (distinct) not embedded yet."""
+        hashed = {hashlib.sha256(str(t).encode("utf-8")).hexdigest(): str(t) for t in texts}
         with self._lock:
-            return list({hashlib.sha256(str(t).encode("utf-8")).hexdigest(): str(t) for t in texts
-                         if hashlib.sha256(str(t).encode("utf-8")).hexdigest() not in self.cache}.values())
+            self._from_store(list(hashed))
+            return [t for k, t in hashed.items() if k not in self.cache]
 
     def encode(self, texts: Sequence[str], batch_size: int = BATCH) -> np.ndarray:
         """One normalised vector per text. A text's vector does not depend on which texts it is embedded with:
@@ -83,6 +104,7 @@ class Encoder:
         a linear SVM's solution, so a retrain's result would depend on what the pool warm-up had embedded before."""
         keys = [hashlib.sha256(str(t).encode("utf-8")).hexdigest() for t in texts]
         with self._lock:
+            self._from_store(keys)
             todo = sorted({k: t for k, t in zip(keys, texts) if k not in self.cache}.items())
             if todo:
                 ids = self._ids([t for _, t in todo])
@@ -96,9 +118,23 @@ class Encoder:
                             tok[r, :len(ids[j])] = ids[j]
                         out = np.asarray(self.model.predict_on_batch(
                             {"token_ids": tok, "segment_ids": np.zeros_like(tok), "padding_mask": tok != 0}))
-                        for r, j in enumerate(chunk):
-                            self.cache[todo[j][0]] = out[r].astype("float32")
+                        new = {todo[j][0]: out[r].astype("float32") for r, j in enumerate(chunk)}
+                        self.cache.update(new)
+                        self._absent.difference_update(new)
+                        if self.store is not None:  # per batch: an interrupted warm-up keeps what it paid for
+                            self.store.put(self.space, new)
             return np.stack([self.cache[k] for k in keys]) if keys else np.zeros((0, self.dim), dtype="float32")
+
+
+def use_store(path: Path | str | None) -> EmbeddingStore | None:
+    """Keep this process's frozen-encoder embeddings in the SQLite file ``path`` too (None: in memory only). Called
+    once by a process's entry point (worker Loop, ML backend) with its instance's EMBEDDING_CACHE."""
+    store = EmbeddingStore(path) if path else None
+    with Encoder._guard:
+        Encoder._store = store
+        for enc in Encoder._instances.values():
+            enc.store = store
+    return store
 
 
 def encoder_for(checkpoint: str = "", max_length: int = 128) -> Encoder:
@@ -193,4 +229,4 @@ class EmbedClassifier(TextClassifier):
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-__all__ = ["EmbedClassifier", "Encoder"]
+__all__ = ["EmbedClassifier", "Encoder", "use_store"]

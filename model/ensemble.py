@@ -94,6 +94,8 @@ class EnsembleClassifier(TextClassifier):
             meta: dict[str, Any] = {"family": m.family, "params": m.get_params()}
             if getattr(m, "thresholds_", None) is not None:
                 meta["thresholds"] = [float(t) for t in m.thresholds_]
+            if getattr(m, "calibration_", None):
+                meta["calibration"] = m.calibration_
             write_json(sub / "meta.json", meta)
             names.append(sub.name)
         write_json(folder / PARAMS_FILE, {"params": self.get_params(), "members": names,

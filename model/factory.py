@@ -47,6 +47,10 @@ def load_classifier(folder: Path) -> TextClassifier:
     if family not in _families():
         raise ValueError(f"unknown model family {family!r} in {folder}")
     clf = _families()[family].load(Path(folder))
+    if meta.get("calibration"):  # scores calibrated on the round's out-of-fold predictions (model/calibration.py)
+        from .calibration import CalibratedClassifier  # noqa: PLC0415
+
+        clf = CalibratedClassifier(clf, meta["calibration"])
     if meta.get("thresholds") is not None:
         clf.thresholds_ = np.asarray(meta["thresholds"], dtype="float64")
     return clf
@@ -62,6 +66,8 @@ def save_version(clf: Any, root: Path, name: str, meta: dict[str, Any]) -> Path:
         clf.save(tmp)
         if getattr(clf, "thresholds_", None) is not None:  # tuned multilabel cut-offs: load_classifier restores them
             meta = {**meta, "thresholds": [float(t) for t in clf.thresholds_]}
+        if getattr(clf, "calibration_", None):  # ... and the calibrator
+            meta = {**meta, "calibration": clf.calibration_}
         write_json(tmp / "meta.json", meta)
         if final.exists():  # a retried job that crashed after the rename: replace the orphan
             shutil.rmtree(final)

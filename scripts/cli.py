@@ -273,8 +273,14 @@ def cmd_train(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
             loop.prelabels.score_pool(pid, result.champion_id)
         if not args.no_upload and not settings_platform_local(loop.store, pid):
             uploaded = loop.prelabels.prelabel(pid, result.champion_id)
+    estimate = result.metrics.get("estimate") or {}
     return {"project": pid, "version": result.version, "status": result.status,
+            # out of fold over every label: the hardest documents, when active learning chose them
             "metrics": {k: result.metrics.get(k) for k in ("f1", "f1_macro", "accuracy") if k in result.metrics},
+            # the estimate on the whole pool, with its 95% interval and what it rests on (model/estimate.py)
+            "estimate": {"metrics": {k: v for k, v in (estimate.get("metrics") or {}).items()
+                                     if k in ("f1", "f1_macro", "accuracy")},
+                         "method": estimate.get("method")} if estimate else None,
             "pre_labels_uploaded": uploaded}
 
 

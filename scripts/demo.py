@@ -221,7 +221,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 len(unseen))
 
     settings = {"RETRAIN_EVERY": str(RETRAIN_EVERY), "PRELABEL_K": str(RETRAIN_EVERY), "WORKER_HEARTBEAT_S": "2",
-                "SYNC_INTERVAL_S": "3600", "RECONCILE_INTERVAL_S": "3600"}
+                "SYNC_INTERVAL_S": "3600", "RECONCILE_INTERVAL_S": "3600",
+                "KEEP_RETIRED": "1000"}  # every round's champion is scored on the unseen SMS at the end
     if args.families:
         settings["MODEL_FAMILIES"] = args.families
     stack = Stack(work, work / "export", settings=settings, start_worker=False)

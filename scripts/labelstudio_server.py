@@ -119,8 +119,8 @@ class LabelStudio:
         self.proc = None
 
     # -- small helpers over its REST API, for tests and benchmarks --------------------------------------------
-    def api(self, method: str, path: str, **kwargs) -> requests.Response:
-        r = requests.request(method, f"{self.url}{path}", headers=self.headers, timeout=60, **kwargs)
+    def api(self, method: str, path: str, timeout: float = 60, **kwargs) -> requests.Response:
+        r = requests.request(method, f"{self.url}{path}", headers=self.headers, timeout=timeout, **kwargs)
         r.raise_for_status()
         return r
 

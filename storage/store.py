@@ -265,6 +265,31 @@ class Store:
                 .returning(ModelVersion.id)).all()
         return len(rows)
 
+    def prune_versions(self, project_id: int, keep_rejected: int, rejected_hours: float,
+                       keep_retired: int) -> list[tuple[int, str]]:
+        """Versions whose files can go: rejected ones beyond the newest ``keep_rejected`` or older than
+        ``rejected_hours``, retired ones beyond the newest ``keep_retired``; never the champion. Their rows stay
+        (metrics, reason) with no path and a note in the reason; returns (version, folder) of each, for the caller
+        to delete."""
+        from datetime import timedelta  # noqa: PLC0415
+
+        now = utcnow()
+        out: list[tuple[int, str]] = []
+        with self.session() as s:
+            p = s.get(Project, project_id)
+            for status, keep, max_age in (("rejected", keep_rejected, timedelta(hours=rejected_hours)),
+                                          ("retired", keep_retired, None)):
+                rows = list(s.scalars(select(ModelVersion).where(
+                    ModelVersion.project_id == project_id, ModelVersion.status == status, ModelVersion.path != "",
+                    ModelVersion.id != (p.champion_id or 0)).order_by(ModelVersion.version.desc())))
+                for i, mv in enumerate(rows):
+                    if i >= keep or (max_age is not None and mv.created_at < now - max_age):
+                        out.append((mv.version, mv.path))
+                        why = f"beyond the newest {keep} {status}" if i >= keep else \
+                            f"{status} more than {rejected_hours:g} h ago"
+                        mv.path, mv.reason = "", f"{mv.reason or ''} [files pruned: {why}]"[:4000]
+        return out
+
     def fail_version(self, version_id: int, reason: str) -> None:
         """A version whose files could not be written: never champion, never downloadable; the reason says why."""
         with self.session() as s:

@@ -66,6 +66,8 @@ class Document(Base):
     source: Mapped[str] = mapped_column(String(16), default="platform")  # platform | corpus
     folder: Mapped[str | None] = mapped_column(String(600))
     is_test: Mapped[bool | None] = mapped_column(Boolean, default=False)  # in the user's test set: never selects
+    # drawn uniformly at random from the pool for the quality estimate (model/estimate.py), never by active learning
+    audit: Mapped[bool | None] = mapped_column(Boolean, default=False)
     platform_updated: Mapped[str | None] = mapped_column(String(40))  # the platform's "updated" stamp last read
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
@@ -195,6 +197,7 @@ class ModelVersion(Base):
                "n_holdout": self.n_holdout, "n_labels": self.n_train + self.n_holdout,
                "train_seconds": round(self.train_seconds, 2), "accuracy": m.get("accuracy"), "f1": m.get("f1"),
                "f1_macro": m.get("f1_macro"), "dataset": m.get("dataset", "validation"),
+               "estimate": m.get("estimate"),  # on the whole pool, with its interval (model/estimate.py)
                "classes": self.classes, "created_at": _iso(self.created_at)}
         if full:
             out.update(metrics=m, test_metrics=self.test_metrics or None, history=self.history or {}, cv=self.cv)

@@ -26,7 +26,7 @@ def run(*args):
                                  "emulator.tagtog", "bench.quality", "bench.freshness", "bench.webhooks",
                                  "scripts.labelstudio_server", "bench.labelstudio", "bench.families", "scripts.cli",
                                  "scripts.servers", "bench.scaleout", "bench.faults", "bench.fuzz",
-                                 "scripts.faultproxy"])
+                                 "scripts.faultproxy", "bench.embed_cache", "bench.learning_curves"])
 def test_help(mod):
     r = run(mod, "--help")
     assert r.returncode == 0 and "usage:" in r.stdout
@@ -58,16 +58,17 @@ def test_cli_errors_are_clear(tmp_path):
 
 def test_settings_from_env():
     s = Settings.from_env({"TAGTOG_PROJECTS": "alice/spam:isSpam, bob/news", "RETRAIN_EVERY": "3",
-                           "IGNORE_API_SOURCE": "false", "HOLDOUT_FRACTION": "0.3"})
+                           "IGNORE_API_SOURCE": "false", "CV_FOLDS": "3"})
     assert s.tagtog_projects == (ProjectSpec("tagtog", "alice", "spam", "isSpam"), ProjectSpec("tagtog", "bob", "news"))
-    assert s.retrain_every == 3 and s.ignore_api_source is False and s.holdout_fraction == 0.3
+    assert s.retrain_every == 3 and s.ignore_api_source is False and s.cv_folds == 3
     assert s.db_url.startswith("sqlite:///") and s.db_url.endswith("instance/prelabel.db")
     for bad, needle in [({"RETRAIN_EVERY": "x"}, "RETRAIN_EVERY"), ({"TAGTOG_PROJECTS": "nope"}, "owner/name"),
                         ({"IGNORE_API_SOURCE": "maybe"}, "IGNORE_API_SOURCE"),
                         ({"GROUND_TRUTH_POLICY": "all"}, "GROUND_TRUTH_POLICY"),
                         ({"AL_REGEX": r"(\w)\1"}, r"AL_REGEX: regex .* does not compile.*back-references"),
                         ({"AL_REGEX": "x" * 501}, "AL_REGEX: .*at most 500"),
-                        ({"MAX_TEXT_BYTES": "10"}, "MAX_TEXT_BYTES"), ({"MAX_ANNOTATION_BYTES": "-1"}, "at least 1024")]:
+                        ({"MAX_TEXT_BYTES": "10"}, "MAX_TEXT_BYTES"), ({"MAX_ANNOTATION_BYTES": "-1"}, "at least 1024"),
+                        ({"STOP_GROWTH": "1.0"}, "STOP_GROWTH must be at least 1.05")]:
         with pytest.raises(ValueError, match=needle):
             Settings.from_env(bad)
 

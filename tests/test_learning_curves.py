@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from bench import learning_curves as lc
 
@@ -19,6 +20,11 @@ def test_a_small_run_drives_the_service_loop(tmp_path):
     assert set(with_margin["points"]) == {20, 50, 100} and with_margin["final_family"] == "quick"
     assert with_margin["points"][100] >= 0.80, with_margin  # it learned (macro F1 on the held-out split)
     assert with_margin["points"][20] == rnd["points"][20]  # the same random start
+    rounds = with_margin["rounds"]
+    assert [x["labels"] for x in rounds] == [20, 50, 100]
+    assert all(x["n_train"] == x["labels"] for x in rounds)  # every label trains the champion
+    assert all(x["estimate"] is not None and 0 <= x["ece"] <= 1 and x["candidate"] is not None for x in rounds)
+    assert rounds[-1]["n_random"] >= 1  # random documents were drawn into the batches and labelled
 
 
 def test_the_simulated_annotator_labels_what_the_worker_chose(tmp_path):
@@ -49,3 +55,24 @@ def test_summary_labels_needed_and_share_of_random():
     assert t["quick | margin"]["share_of_random"] == 200 / 900 and t["quick | margin"]["stop_at"] == [200, 200]
     never = lc.summarise([result(1, {100: 0.5, 900: 0.6}, {100: 0.5, 900: 0.6})])["d"]["table"]
     assert never["quick | random"]["needed"] == 1000 and never["quick | margin"]["needed"] is None  # random: all
+
+
+def test_honesty_summary_measures_the_loop_against_the_truth():
+    def rounds(champ, cand, status, est):
+        return [{"labels": b, "champion": c, "candidate": d, "status": st, "estimate": e, "low": e - 0.05,
+                 "high": e + 0.05, "n_train": b, "ece": 0.04} for b, c, d, st, e in zip(
+                     (50, 100, 200, 300, 500, 1000), champ, cand, status, est)]
+
+    champ = [0.70, 0.80, 0.85, 0.85, 0.85, 0.85]
+    cand = [0.70, 0.80, 0.85, 0.87, 0.88, 0.89]  # three better candidates rejected in a row
+    status = ["champion", "champion", "champion", "rejected", "rejected", "rejected"]
+    est = [0.6, 0.7, 0.83, 0.86, 0.79, 0.85]
+    r = {"dataset": "d", "seed": 1, "n_pool": 1000, "full": {"quick": {"f1_macro": 0.88}},
+         "curves": {"quick | margin": {"points": dict(zip((50, 100, 200, 300, 500, 1000), champ)), "stop_at": 300,
+                                       "rounds": rounds(champ, cand, status, est)}}}
+    (row,) = lc.honesty([r])
+    assert row["ece_200"] == 0.04 and row["ece_1000"] == 0.04 and row["all_labels"]
+    assert row["est_err_max"] == pytest.approx(0.06) and row["interval_held"] == 0.75  # 500: 0.79 +- 0.05
+    assert row["worst_reject_run"] == 3  # 300, 500 and 1000 rejected candidates better by 0.02 to 0.04
+    assert row["gate_hit"] == 3 / 6 and row["stop"] == [(300, None)]  # never within 0.02 of 0.88
+    assert row["worst_drop"] == 0.0 and row["at_50"] == 0.0

@@ -3,15 +3,14 @@ next, and the event log.
 
 Reads need ``Authorization: Bearer <API_TOKEN>`` when API_TOKEN is set. Calls that change state (retrain,
 promote, retry, reconcile) need ``Authorization: Bearer <ADMIN_TOKEN>``; without an ADMIN_TOKEN they are refused.
-The web process never loads a model: ``next`` ranks the champion's stored probabilities with numpy.
+The web process never loads a model: ``next`` ranks the champion's stored probabilities with numpy, in a
+child process (web/reads.py).
 """
 from __future__ import annotations
 
 import hmac
 import io
-import json
 import logging
-import random
 import threading
 import zipfile
 from functools import wraps
@@ -20,13 +19,12 @@ from typing import Any, Callable, Mapping
 
 from flask import Blueprint, Flask, Request, current_app, jsonify, request, send_file
 from flask.json.provider import DefaultJSONProvider
-from sqlalchemy import select
 from werkzeug.routing import IntegerConverter
 
 from config import Settings, setup_logging
 from formats import strictjson
-from model.names import BATCH_MODES, STRATEGIES, class_counts
-from storage import Document, ModelVersion, Prediction, Project, Store, current_labels
+from model.names import BATCH_MODES, STRATEGIES
+from storage import Store
 
 MAX_ID = 2**63 - 1  # SQLite's and PostgreSQL's BIGINT
 logger = logging.getLogger(__name__)
@@ -73,6 +71,9 @@ def new_app(import_name: str, test_config: Mapping[str, Any] | None = None) -> t
     app.extensions["prelabel.settings"] = settings
     app.extensions["prelabel.store"] = store
     app.extensions["prelabel.costly"] = threading.BoundedSemaphore(settings.max_costly_reads)  # web/api.costly
+    from web.reads import ReadPool  # noqa: PLC0415
+
+    app.extensions["prelabel.reads"] = ReadPool(settings.db_url, settings.max_costly_reads)  # started on first use
     from worker import jobs  # noqa: PLC0415 - the queue only; jobs imports no model code at import time
 
     app.extensions["prelabel.enqueue"] = jobs.enqueue_event
@@ -202,11 +203,11 @@ def project(project_id: int) -> Any:
 
 
 def stop_of(summary: dict[str, Any]) -> dict[str, Any]:
-    """The stopping signal of a project (model/stopping.py) under STOP_ROUNDS and STOP_CHANGED."""
+    """The stopping signal of a project (model/stopping.py) under STOP_ROUNDS, STOP_KAPPA and STOP_MIN_LABELS."""
     from model.stopping import stop_signal  # noqa: PLC0415
 
     s = current_app.extensions["prelabel.settings"]
-    return stop_signal(summary.get("stability") or [], s.stop_rounds, s.stop_changed)
+    return stop_signal(summary.get("stability") or [], s.stop_rounds, s.stop_kappa, s.stop_min_labels)
 
 
 @bp.get("/projects/<int:project_id>/versions")
@@ -322,7 +323,12 @@ def cross_validate(project_id: int) -> Any:
 @bp.get("/projects/<int:project_id>/next")
 @costly
 def next_documents(project_id: int) -> Any:
-    """Documents to annotate next, best first, with their scores, from the champion's stored probabilities."""
+    """Documents to annotate next, best first, with their scores, from the champion's stored probabilities;
+    computed in a process of the web's read pool (web/reads.py), so the webhooks this process serves never wait
+    on it."""
+    from model.query import QueryError, compile_regex  # noqa: PLC0415
+    from web.reads import NextQuery, ReadFailed  # noqa: PLC0415
+
     s = current_app.extensions["prelabel.settings"]
     stop = stop_of(_project(project_id))
     strategy = request.args.get("strategy", s.al_strategy)
@@ -333,63 +339,17 @@ def next_documents(project_id: int) -> Any:
         raise ApiError(400, f"unknown batch {batch!r}; known: {', '.join(BATCH_MODES)}")
     n = _int_arg("n", s.prelabel_k, 0, MAX_N)
     regex = request.args.get("regex", s.al_regex) or None
-    label = request.args.get("label", s.al_label) or None
-    import numpy as np  # noqa: PLC0415 - only this endpoint needs it
-
-    from model.patterns import matches  # noqa: PLC0415
-    from model.query import QueryError, cold_start, compile_regex, query, resolve_batch  # noqa: PLC0415
-
     try:
-        pattern = compile_regex(regex)  # RE2: linear in the texts, whatever the caller's pattern
+        compile_regex(regex)  # a refused pattern is a 400 here, without taking a read's process
     except QueryError as exc:
         raise ApiError(400, str(exc)) from None
-    with _store().session() as db:
-        p = db.get(Project, project_id)
-        champion = db.get(ModelVersion, p.champion_id) if p.champion_id else None
-        current = current_labels(db, project_id)
-        labelled = {d.id for d, _, _ in current}
-        counts = class_counts(json.loads(v) for d, v, _ in current if not d.is_test)
-        rows = db.execute(select(Document.id, Document.platform_id, Document.text, Prediction.proba)
-                          .outerjoin(Prediction, Prediction.document_id == Document.id)
-                          .where(Document.project_id == project_id, Document.platform_id.is_not(None),
-                                 Document.is_test.is_not(True))).all()
-    rows = [r for r in rows if r[0] not in labelled]
-    classes = (champion.classes or {}).get("names", []) if champion else []
-    scored = [r for r in rows if r[3] and r[3].get("classes") == classes] if champion else []
-    multilabel = bool(scored and scored[0][3].get("multilabel"))
-    cold = champion is None or len(classes) < 2 or cold_start(counts, classes, s.cold_start_min, multilabel) \
-        or not scored
-    if strategy == "maxprob" and not cold and label not in classes:
-        raise ApiError(400, f"strategy maxprob needs label= one of {classes}")
-    if cold:  # cold start: not every class has a few examples yet, so scores would mislead
-        pool = [r for r in rows if pattern is None or matches(pattern, r[2])]
-        chosen = random.Random(project_id + len(rows)).sample(pool, min(n, len(pool))) if strategy != \
-            "deterministic" else pool[:n]
-        docs = [{"docid": r[1], "score": None, "predicted": None, "probability": None} for r in chosen]
-        return jsonify(project_id=project_id, strategy="random" if strategy != "deterministic" else strategy,
-                       batch="top", cold_start=True, champion=None if champion is None else champion.version,
-                       stop=stop,
-                       note="cold start: fewer than COLD_START_MIN confirmed examples in some class (multilabel: "
-                            "the median label), or no model yet; documents are picked at random", documents=docs)
-    proba = np.array([r[3]["p"] for r in scored], dtype=float)
-    th = (champion.classes or {}).get("thresholds") or [0.5] * len(classes)
-    batch = resolve_batch(batch, multilabel)
+    q = NextQuery(strategy=strategy, batch=batch, n=n, regex=regex, label=request.args.get("label", s.al_label) or None,
+                  cold_start_min=s.cold_start_min)
     try:
-        idx, scores = query(proba, n, strategy, texts=[r[2] for r in scored], regex=regex,
-                            label_index=classes.index(label) if label in classes else None,
-                            multilabel=multilabel, seed=project_id, batch=batch, counts=counts, classes=classes,
-                            thresholds=th)
-    except QueryError as exc:
-        raise ApiError(400, str(exc)) from None
-    if multilabel:
-        docs = [{"docid": scored[i][1], "score": float(sc),
-                 "predicted": [c for c, p, t in zip(classes, proba[i], th) if p >= t],
-                 "probability": dict(zip(classes, map(float, proba[i])))} for i, sc in zip(idx, scores)]
-    else:
-        docs = [{"docid": scored[i][1], "score": float(sc), "predicted": classes[int(np.argmax(proba[i]))],
-                 "probability": float(np.max(proba[i]))} for i, sc in zip(idx, scores)]
-    return jsonify(project_id=project_id, strategy=strategy, batch=batch, cold_start=False,
-                   champion=champion.version, stop=stop, documents=docs)
+        status, body = current_app.extensions["prelabel.reads"].next_documents(project_id, q, {"stop": stop})
+    except ReadFailed as exc:
+        raise ApiError(503, f"{exc}; retry shortly", {"Retry-After": "2"}) from None
+    return current_app.response_class(body, status=status, mimetype="application/json")
 
 
 @bp.get("/projects/<int:project_id>/events")

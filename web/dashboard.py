@@ -69,7 +69,8 @@ def _queue(s: Any, project_id: int) -> dict[str, Any]:
 
 
 def _false_predictions(s: Any, project_id: int, metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    """The version's wrong predictions on its validation set, with the documents' texts."""
+    """The version's wrong out-of-fold predictions (validation set for versions trained before cross-fitting),
+    with the documents' texts."""
     wrong = (metrics or {}).get("false_predictions") or []
     keys = [w["id"] for w in wrong[:MAX_FALSE]]
     texts: dict[str, str] = {}
@@ -102,8 +103,18 @@ def project(project_id: int) -> Any:
             raise ApiError(404, f"project {project_id} has no version {wanted}")
         points = [{"version": v.version, "n_train": v.n_train, "status": v.status,
                    "score": (v.metrics or {}).get(key)} for v in versions]
-        rows = [{**v.to_dict(), "score": (v.metrics or {}).get(key),
-                 "test_score": (v.test_metrics or {}).get(key)} for v in reversed(versions)]
+        every = [{**v.to_dict(), "score": (v.metrics or {}).get(key),
+                  "test_score": (v.test_metrics or {}).get(key)} for v in reversed(versions)]
+        rows = [v for v in every if v["status"] != "rejected"]  # the champion first, then former ones
+        rows.sort(key=lambda v: (v["status"] != "champion", -v["version"]))
+        rejected = [v for v in every if v["status"] == "rejected"]  # folded away on the page
+        trained = [v for v in every if v["status"] in ("champion", "retired", "rejected", "candidate")]
+        champion = next((v for v in versions if v.id == p.champion_id), None)
+        overview = {
+            "estimate": ((champion.metrics or {}).get("estimate") if champion else None) or None,
+            "cv": (champion.metrics or {}).get(key) if champion else None,
+            "promoted": sum(v["status"] in ("champion", "retired") for v in trained), "trained": len(trained),
+        }
         detail = None
         if chosen is not None:
             metrics = chosen.metrics or {}
@@ -124,7 +135,11 @@ def project(project_id: int) -> Any:
         queue = _queue(s, project_id)
     workers = _workers()
     stop = stop_of(summary)
-    return render_template("project.html", p=summary, key=key, rows=rows, detail=detail, queue=queue, stop=stop,
+    reviewed = summary["prelabels_reviewed"]
+    overview["accepted"] = reviewed["accepted"]
+    overview["reviewed"] = reviewed["accepted"] + reviewed["changed"]
+    return render_template("project.html", p=summary, key=key, rows=rows, rejected=rejected, overview=overview,
+                           detail=detail, queue=queue, stop=stop,
                            workers_alive=sum(w["alive"] for w in workers),
                            last_seen=max((w["last_seen"] for w in workers), default=None),
                            curve_svg=plots.learning_curve(points, key) if points else None)

@@ -157,9 +157,12 @@ def predict() -> Any:
     except FormatError as exc:
         raise ApiError(400, str(exc)) from None
     loaded = current_app.extensions["prelabel.champions"].get(pid)
-    if loaded is None:  # Label Studio drops a batch whose result count differs: nothing is stored
-        logger.info("project %d: no champion yet; /predict answers no results", pid)
-        return jsonify(results=[]), 200
+    if loaded is None:
+        # one empty list of predictions per task: Label Studio stores nothing and logs nothing (an empty
+        # "results" made it log "ML backend returns an incorrect response" on every task an annotator opened)
+        logger.info("project %d: no champion yet; /predict answers no prediction for its %d task(s)", pid,
+                    len(tasks))
+        return jsonify(results=[[] for _ in tasks]), 200
     version, clf = loaded
     proba = clf.predict_proba(texts)
     classes = list(clf.classes_)
@@ -202,18 +205,28 @@ def webhook() -> Any:
 
 @bp.get("/versions")
 def versions() -> Any:
+    """The model versions of a project (``?project=``), newest first. Label Studio 1.23 asks without a project
+    (``GET /api/ml/{id}/versions``): then those of every Label Studio project prelabel serves (one, usually)."""
     _require_basic()
     ref = request.args.get("project", "")
-    if not ref:
-        return jsonify(versions=[]), 200
-    pid = _project_id(ref)
-    return jsonify(versions=[model_version_name(v["version"]) for v in _store().list_models(pid)]), 200
+    store = _store()
+    if ref:
+        pids = [_project_id(ref)]
+    else:  # the projects of LABELSTUDIO_PROJECTS prelabel knows
+        pids = [pid for spec in _settings().labelstudio_projects
+                if (pid := store.find_project_id("labelstudio", LABELSTUDIO_OWNER, spec.name)) is not None]
+    numbers = sorted({v["version"] for pid in pids for v in store.list_models(pid)}, reverse=True)
+    return jsonify(versions=[model_version_name(v) for v in numbers]), 200
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """The ML-backend application: settings from the environment (.env loaded), then ``test_config``."""
     app, settings, store = new_app(__name__, test_config)
     app.extensions["prelabel.champions"] = Champions(store)
+    from model.embed import use_store  # noqa: PLC0415 - numpy only; TensorFlow loads with the first champion
+
+    # the worker embedded the project's documents already: a task the annotator opens is read, not embedded
+    use_store(settings.embedding_cache_path)
     # a predict batch carries every selected task: Label Studio's body limit, not the API's
     harden(app, settings.labelstudio_max_body_bytes, "internal error in prelabel's ML backend; see its log")
     app.register_blueprint(bp)

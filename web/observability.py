@@ -37,11 +37,11 @@ class StoreCollector:
     """Prometheus collector whose figures come from the database at each scrape."""
 
     def __init__(self, store: Store, primary_metric: str = "f1_macro", worker_alive_s: float = 30.0,
-                 stop_rounds: int = 3, stop_changed: float = 0.01) -> None:
+                 stop: tuple[int, float, int] = (3, 0.99, 100)) -> None:
         self.store = store
         self.primary_metric = primary_metric
         self.worker_alive_s = worker_alive_s
-        self.stop_rounds, self.stop_changed = stop_rounds, stop_changed
+        self.stop = stop  # STOP_ROUNDS, STOP_KAPPA, STOP_MIN_LABELS
 
     def describe(self) -> list[Any]:
         return []  # collected lazily: registering must not query the database
@@ -67,10 +67,10 @@ class StoreCollector:
                                   labels=["queue"])
         since_seen = GaugeMetricFamily("prelabel_worker_seconds_since_seen", "Seconds since each worker's last heartbeat "
                                  "(workers seen in the last day)", labels=["worker", "queue"])
-        changed = GaugeMetricFamily("prelabel_pool_predictions_changed", "Share of the unlabelled pool whose "
-                                    "predicted label changed in the latest retrain round", labels=["project"])
-        stop = GaugeMetricFamily("prelabel_stop_suggested", "1 when the pool's predictions changed for under "
-                                 "STOP_CHANGED in each of the last STOP_ROUNDS rounds (more labels unlikely to help)",
+        changed = GaugeMetricFamily("prelabel_stop_kappa", "Cohen's kappa between the latest two trained models' "
+                                    "decisions on the stop set (1: the model no longer changes)", labels=["project"])
+        stop = GaugeMetricFamily("prelabel_stop_suggested", "1 when kappa stayed at or above STOP_KAPPA for the last "
+                                 "STOP_ROUNDS rounds with STOP_MIN_LABELS labels (more labels unlikely to help)",
                                  labels=["project"])
         overwritten = CounterMetricFamily(
             "prelabel_person_saves_overwritten", "Person saves an upload of prelabel landed over (tagtog has no "
@@ -116,15 +116,15 @@ class StoreCollector:
                 overwritten.add_metric([slug.get(pid, str(pid)), outcome], n)  # restored | flagged
             for pid, p in projects.items():
                 history = (p.schedule or {}).get("stability") or []
-                if history and history[-1].get("changed") is not None:
-                    changed.add_metric([p.slug], float(history[-1]["changed"]))
-                stop.add_metric([p.slug], 1.0 if stop_signal(history, self.stop_rounds,
-                                                             self.stop_changed)["suggested"] else 0.0)
+                if history and history[-1].get("kappa") is not None:
+                    changed.add_metric([p.slug], float(history[-1]["kappa"]))
+                stop.add_metric([p.slug], 1.0 if stop_signal(history, *self.stop)["suggested"] else 0.0)
                 depth.add_metric([p.slug], waiting.get(pid, 0))
                 labels.add_metric([p.slug], 1 if p.training_since else 0)
                 if p.champion_id:
                     mv = s.get(ModelVersion, p.champion_id)
-                    for dataset, metrics in (("validation", mv.metrics or {}), ("test", mv.test_metrics or {})):
+                    for dataset, metrics in (((mv.metrics or {}).get("dataset", "validation"), mv.metrics or {}),
+                                             ("test", mv.test_metrics or {})):
                         for key in ("f1", "f1_macro", "f1_micro", "f1_weighted", "accuracy", "mcc"):
                             if isinstance(metrics.get(key), (int, float)):
                                 score.add_metric([p.slug, str(mv.version), key, dataset], float(metrics[key]))
@@ -138,7 +138,7 @@ class Metrics:
     """The web process's metrics: the webhook counter and the database collector, in one registry."""
 
     def __init__(self, store: Store, primary_metric: str = "f1_macro", worker_alive_s: float = 30.0,
-                 stop_rounds: int = 3, stop_changed: float = 0.01) -> None:
+                 stop: tuple[int, float, int] = (3, 0.99, 100)) -> None:
         from prometheus_client import CollectorRegistry, Counter  # noqa: PLC0415
 
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
@@ -146,7 +146,7 @@ class Metrics:
         # in multiprocess mode the counter's values live in files shared by the gunicorn workers
         self.webhooks = Counter("prelabel_webhooks", "Webhooks received, by platform and outcome",
                                 ["platform", "outcome"], registry=None if self.multiprocess else self.registry)
-        self.store_collector = StoreCollector(store, primary_metric, worker_alive_s, stop_rounds, stop_changed)
+        self.store_collector = StoreCollector(store, primary_metric, worker_alive_s, stop)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

@@ -31,7 +31,7 @@ def _svg(fig: Any, title: str) -> str:
 
 
 def learning_curve(points: Sequence[dict[str, Any]], metric: str) -> str:
-    """Each version's ``metric`` (validation) against the labels it was trained on, coloured by status."""
+    """Each version's ``metric`` (cross-validated) against the labels it was trained on, coloured by status."""
     fig, ax = _figure()
     for status, colour in STATUS_COLOURS.items():
         pts = [p for p in points if p["status"] == status and p.get("score") is not None]
@@ -42,7 +42,7 @@ def learning_curve(points: Sequence[dict[str, Any]], metric: str) -> str:
     if champions:
         ax.plot([p["n_train"] for p in champions], [p["score"] for p in champions], c="#999999", lw=0.8, zorder=0)
     ax.set_xlabel("labels trained on")
-    ax.set_ylabel(f"{metric} (validation)")
+    ax.set_ylabel(f"{metric} (cross-validated)")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     if points:
@@ -51,7 +51,7 @@ def learning_curve(points: Sequence[dict[str, Any]], metric: str) -> str:
 
 
 def loss_curves(history: dict[str, Sequence[float]], version: int) -> str:
-    """Train and validation loss per epoch of one version."""
+    """Train and validation loss per epoch of one version (its first cross-validation fold)."""
     fig, ax = _figure()
     for key, label in (("loss", "train"), ("val_loss", "validation")):
         values = list(history.get(key) or [])

@@ -82,12 +82,13 @@ def test_the_pool_is_embedded_in_the_background_in_batches(tmp_path, sms):
     assert loop.prelabels.embed_pool(pid) == 0  # nothing to do for families without embeddings
 
 
-def test_a_texts_vector_does_not_depend_on_its_batch_mates(sms):
+def test_a_texts_vector_does_not_depend_on_its_batch_mates(sms, monkeypatch):
     # the pool warm-up and a retrain embed texts in different company; the vectors (and so the trained model and
     # the demo's story) must not depend on it
     _, te = sms
     texts = list(te.text[:120])
     enc = EmbedClassifier().encoder
+    monkeypatch.setattr(enc, "store", None)  # computed each time, never read back from disk
     enc.cache.clear()
     together = enc.encode(texts).copy()
     enc.cache.clear()
@@ -96,3 +97,47 @@ def test_a_texts_vector_does_not_depend_on_its_batch_mates(sms):
     others = enc.encode(texts[45:]).copy()
     enc.cache.clear()
     assert np.array_equal(together[40:50], apart) and np.array_equal(together[45:], others)
+
+
+def test_embeddings_are_kept_on_disk_for_every_process_of_the_instance(sms, tmp_path, monkeypatch, caplog):
+    """A restarted worker or the ML backend reads the vectors the worker paid for: the same bytes, and the encoder
+    is not run again; a cache file that cannot be used is logged once and embedding goes on without it."""
+    from model.embed import Encoder, use_store
+    from model.embed_store import EmbeddingStore
+
+    _, te = sms
+    texts = [f"{t} ~{i}" for i, t in enumerate(te.text[:40])]  # texts no other test has embedded
+    enc = EmbedClassifier().encoder
+    monkeypatch.setattr(Encoder, "_store", Encoder._store)  # restored after the test, for the other tests
+    monkeypatch.setattr(enc, "store", enc.store)
+    store = use_store(tmp_path / "embeddings.sqlite3")
+    assert enc.store is store and Encoder._store is store
+    first = enc.encode(texts).copy()
+    assert store.count(enc.space) == 40
+    enc.cache.clear()  # as a new process would start
+
+    def no_encoder(*a, **k):
+        raise AssertionError("the encoder ran although every vector was on disk")
+
+    monkeypatch.setattr(enc.model, "predict_on_batch", no_encoder)
+    assert enc.pending(texts) == [] and np.array_equal(enc.encode(texts), first)
+    again = EmbeddingStore(tmp_path / "embeddings.sqlite3")  # another process opening the same file
+    again.put(enc.space, {k: np.zeros(enc.dim) for k in list(enc.cache)[:2]})  # already there: kept as it was
+    assert again.count() == 40
+    assert again.get("other-encoder|128|384", list(enc.cache), enc.dim) == {}  # spaces never mix
+    assert again.get(enc.space, list(enc.cache)[:1], enc.dim + 1) == {}  # a vector of another size is not used
+
+    bad = tmp_path / "broken.sqlite3"
+    bad.write_bytes(b"this is not a database" * 100)
+    with caplog.at_level("WARNING", logger="model.embed_store"):
+        broken = EmbeddingStore(bad)
+        assert not broken.usable and broken.get(enc.space, list(enc.cache), enc.dim) == {}
+        broken.put(enc.space, {"00" * 32: np.zeros(enc.dim)})
+    assert [r.getMessage() for r in caplog.records if "broken.sqlite3" in r.getMessage()][0].endswith(
+        "embedding without it") and len([r for r in caplog.records if "broken.sqlite3" in r.getMessage()]) == 1
+
+
+def test_the_embedding_cache_setting():
+    assert Settings(instance_path="/srv/x").embedding_cache_path.as_posix() == "/srv/x/embeddings.sqlite3"
+    assert Settings.from_env({"EMBEDDING_CACHE": "/data/e.db"}).embedding_cache_path.as_posix() == "/data/e.db"
+    assert Settings.from_env({"EMBEDDING_CACHE": "off"}).embedding_cache_path is None

@@ -149,7 +149,7 @@ def _stub_loop(tmp_path: Path, **overrides):
     from storage import Store
 
     cfg = Settings(instance_path=str(tmp_path), model_families="quick,rnn", model_family_every="",
-                   holdout_fraction=0.3, min_labels=10, tagtog_retries=0, **overrides)
+                   cv_folds=3, min_labels=10, tagtog_retries=0, **overrides)
     store = Store(cfg.db_url)
     store.create_all()
     return cfg, store, Loop(cfg, store)
@@ -182,7 +182,13 @@ def test_pipeline_keeps_an_ensemble_that_beats_every_family(tmp_path, stub_famil
     back = loop.classifier(pid, r.champion_id)
     assert back.predict(["spam x 3", "ham x 4"]).tolist() == ["spam", "ham"]
     loop._models.clear()
-    assert isinstance(loop.classifier(pid, r.champion_id), EnsembleClassifier)  # loads from its folder
+    from model.calibration import CalibratedClassifier, uncalibrated
+
+    loaded = loop.classifier(pid, r.champion_id)  # loads from its folder, with its calibration and its members'
+    assert isinstance(loaded, CalibratedClassifier) and isinstance(uncalibrated(loaded), EnsembleClassifier)
+    assert loaded.calibration_["kind"] == "temperature"
+    assert all(isinstance(m, CalibratedClassifier) for m in uncalibrated(loaded).members_)
+    assert np.allclose(loaded.predict_proba(["spam x 3"]), back.predict_proba(["spam x 3"]))
 
     cfg, store, loop = _stub_loop(tmp_path / "off", model_ensemble=False)
     pid = store.ensure_project("tagtog", "alice", "spam")
@@ -198,7 +204,7 @@ def test_pipeline_notes_an_ensemble_that_is_not_better(tmp_path, monkeypatch, st
     _label(store, pid, 120)
     r = loop.training.train(pid)
     assert [v["family"] for v in store.list_models(pid)] == ["quick", "rnn"]
-    assert "ensemble quick+rnn f1_macro" in store.get_version(pid, r.version)["reason"]
+    assert "ensemble quick+rnn cross-validated f1_macro" in store.get_version(pid, r.version)["reason"]
 
 
 # -- plateau scheduling ------------------------------------------------------------------------------------------

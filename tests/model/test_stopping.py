@@ -1,30 +1,40 @@
-"""The stopping signal: the share of changed pool predictions, and when it says more labels will not help."""
+"""The stopping signal: kappa between successive models on a fixed stop set, and when it says more labels will
+not help."""
 from __future__ import annotations
 
-from model.stopping import changed_share, stop_signal
+from model.stopping import cohen_kappa, compare, is_step, stop_set, stop_signal
 
 
-def test_changed_share_compares_the_documents_in_both():
-    before = {1: "ham", 2: "spam", 3: "ham", 4: "ham"}
-    after = {2: "ham", 3: "ham", 4: "ham", 5: "spam"}  # 1 was labelled meanwhile, 5 is new
-    assert changed_share(before, after) == (1 / 3, 3)
-    assert changed_share({}, after) == (None, 0)
-    assert changed_share({1: ("a", "b")}, {1: ("a",)}) == (1.0, 1)
+def test_compare_kappa_over_the_documents_both_models_decided():
+    before = {"a": "ham", "b": "spam", "c": "ham", "d": "ham"}
+    after = {"b": "spam", "c": "ham", "d": "spam", "e": "spam"}  # a left the stop set, e joined
+    kappa, changed, n = compare(before, after)
+    assert n == 3 and changed == 1 / 3 and kappa == cohen_kappa(["spam", "ham", "ham"], ["spam", "ham", "spam"])
+    assert compare({}, after) == (None, None, 0)
+    assert compare(before, before)[0] == 1.0
 
 
-def test_stop_needs_every_one_of_the_last_rounds_under_the_threshold():
-    def rounds(*changed):
-        return [{"version": i, "labels": 10 * i, "changed": c} for i, c in enumerate(changed, 1)]
+def test_stop_set_is_fixed_by_hash():
+    keys = [f"doc{i}" for i in range(500)]
+    chosen = stop_set(keys, 50)
+    assert len(chosen) == 50 and stop_set(reversed(keys), 50) == chosen
+    assert set(stop_set(keys + [f"new{i}" for i in range(10)], 50)) >= set(chosen) - set(stop_set(keys + [f"new{i}" for i in range(10)], 60))
 
-    assert not stop_signal([], 3, 0.01)["suggested"]
-    assert "0 of 3 rounds" in stop_signal([], 3, 0.01)["reason"]
-    assert not stop_signal(rounds(None, 0.005, 0.0), 3, 0.01)["suggested"]  # a first model: not measured
-    on = stop_signal(rounds(0.2, 0.05, 0.009, 0.0, 0.004), 3, 0.01)
-    assert on["suggested"] and on["recent"] == [0.009, 0.0, 0.004] and on["labels"] == 50
-    assert "under 1.0%" in on["reason"]
-    off = stop_signal(rounds(0.0, 0.0, 0.02), 3, 0.01)
-    assert not off["suggested"] and "up to 2.0%" in off["reason"]
-    assert not stop_signal(rounds(0.0, 0.0), 3, 0.01)["suggested"]  # too few rounds
+
+def test_stop_needs_every_one_of_the_last_rounds_steady_and_enough_labels():
+    def rounds(*kappas, step=50):
+        return [{"version": i, "labels": step * i, "kappa": k} for i, k in enumerate(kappas, 1)]
+
+    assert not stop_signal([], 3, 0.99, 100)["suggested"]
+    assert "0 of 3 steps" in stop_signal([], 3, 0.99, 100)["reason"]
+    assert not stop_signal(rounds(None, 0.995, 1.0), 3, 0.99, 100)["suggested"]  # a first model: not measured
+    on = stop_signal(rounds(0.5, 0.9, 0.991, 1.0, 0.995), 3, 0.99, 100)
+    assert on["suggested"] and on["recent"] == [0.991, 1.0, 0.995] and on["labels"] == 250
+    off = stop_signal(rounds(1.0, 1.0, 0.98), 3, 0.99, 100)
+    assert not off["suggested"] and "down to 0.980" in off["reason"]
+    assert not stop_signal(rounds(1.0, 1.0), 3, 0.99, 100)["suggested"]  # too few rounds
+    few = stop_signal(rounds(1.0, 1.0, 1.0, step=10), 3, 0.99, 100)
+    assert not few["suggested"] and "under STOP_MIN_LABELS 100" in few["reason"]
 
 
 def test_label_values_in_messages_are_plain_python():
@@ -34,3 +44,10 @@ def test_label_values_in_messages_are_plain_python():
 
     assert f"{plain(np.array(['neutral', 'pos']))}" == "['neutral', 'pos']"
     assert plain([np.str_("a"), np.int64(3), np.bool_(True), "b", 2.5]) == ["a", 3, True, "b", 2.5]
+
+
+def test_a_step_is_a_model_trained_on_growth_times_the_labels():
+    assert is_step([], 10, 1.3)  # the first model
+    history = [{"labels": 100}]
+    assert not is_step(history, 101, 1.3) and not is_step(history, 129, 1.3) and is_step(history, 130, 1.3)
+    assert not is_step(history, 90, 1.3)  # labels were deleted: no step

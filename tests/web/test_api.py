@@ -10,6 +10,7 @@ import pytest
 
 from app import create_app
 from config import ProjectSpec
+from storage import Project
 
 from ..conftest import ROOT
 from ..worker.test_loop import confirm_and_train, env, make_env, sms_rows  # noqa: F401 - fixtures
@@ -49,7 +50,7 @@ def test_versions_and_full_metrics(served):
     vs = c.get(f"/api/v1/projects/{pid}/versions").json["versions"]
     assert [(v["version"], v["status"]) for v in vs] == [(1, "champion")]
     v = c.get(f"/api/v1/projects/{pid}/versions/1").json
-    assert v["metrics"]["dataset"] == "validation" and "mcc" in v["metrics"] and v["history"]["val_loss"]
+    assert v["metrics"]["dataset"] == "cross-validation" and "mcc" in v["metrics"] and v["history"]["val_loss"]
     assert c.get(f"/api/v1/projects/{pid}/versions/7").status_code == 404
     assert c.get(f"/api/v1/projects/{pid}").json["champion"]["version"] == 1
 
@@ -111,22 +112,28 @@ def test_next_batch_modes_and_the_stopping_signal(trained):
         assert r.json["batch"] == batch and len({d["docid"] for d in docs}) == 7
         assert not {d["docid"] for d in docs} & set(list(truth)[:200])
     body = c.get(f"/api/v1/projects/{pid}/next?n=3").json
-    assert body["stop"]["suggested"] is False and "0 of 3 rounds" in body["stop"]["reason"]  # a first model
-    with loop.store.session() as s:  # three quiet rounds, as the worker records them
-        for changed in (0.004, 0.0, 0.002):
-            loop.prelabels.record_stability(s, pid, 1, 200, changed, 40)
+    assert body["stop"]["suggested"] is False and "0 of 3 steps" in body["stop"]["reason"]  # a first model
+    def record(*rounds):  # as the worker records them (Training.record_stop)
+        with loop.store.session() as s:
+            p = s.get(Project, pid)
+            p.schedule = {**(p.schedule or {}), "stability": [
+                {"version": v, "labels": labels, "kappa": k, "status": "champion"} for v, labels, k in rounds]}
+
+    record((2, 180, 0.995), (3, 190, 0.999), (4, 200, 1.0))  # three steady rounds
     stop = c.get(f"/api/v1/projects/{pid}").json["stop"]
-    assert stop["suggested"] is True and stop["recent"] == [0.004, 0.0, 0.002] and stop["labels"] == 200
+    assert stop["suggested"] is True and stop["recent"] == [0.995, 0.999, 1.0] and stop["labels"] == 200
     assert c.get(f"/api/v1/projects/{pid}/next?n=3").json["stop"] == stop
     page = c.get(f"/dashboard/projects/{pid}").get_data(as_text=True)
-    assert "Enough labels?" in page and "0.4%, 0.0%, 0.2%" in page
+    assert "Enough labels?" in page and "0.995, 0.999, 1.000" in page
     text = c.get("/metrics").get_data(as_text=True)
     assert 'prelabel_stop_suggested{project="tagtog-alice-spam"} 1.0' in text
-    assert 'prelabel_pool_predictions_changed{project="tagtog-alice-spam"} 0.002' in text
-    with loop.store.session() as s:
-        loop.prelabels.record_stability(s, pid, 2, 210, 0.03, 40)
+    assert 'prelabel_stop_kappa{project="tagtog-alice-spam"} 1.0' in text
+    record((2, 180, 0.995), (3, 190, 0.999), (4, 200, 1.0), (5, 210, 0.93))
     stop = c.get(f"/api/v1/projects/{pid}").json["stop"]
-    assert stop["suggested"] is False and "up to 3.0%" in stop["reason"]
+    assert stop["suggested"] is False and "down to 0.930" in stop["reason"]
+    record((2, 60, 0.995), (3, 70, 0.999), (4, 80, 1.0))  # steady, but too few labels to trust it
+    stop = c.get(f"/api/v1/projects/{pid}").json["stop"]
+    assert stop["suggested"] is False and "under STOP_MIN_LABELS" in stop["reason"]
     assert "Keep annotating" in c.get(f"/dashboard/projects/{pid}").get_data(as_text=True)
 
 
@@ -255,3 +262,25 @@ def test_regex_that_blows_up_rejected_and_costly_reads_bounded(served):
         for _ in range(limit):
             gate.release()
     assert c.get(f"/api/v1/projects/{pid}/next").status_code == 200
+
+
+def test_next_is_computed_in_a_read_process_and_its_loss_is_a_503(served):
+    """``next`` runs in a child process of the web's read pool (its C calls would hold the GIL that webhook
+    threads need); a child that dies mid-read gives a 503 with Retry-After, and the next read starts a new one."""
+    import os
+    import signal
+
+    c, loop, pid, _, _ = served
+    reads = c.application.extensions["prelabel.reads"]
+    first = c.get(f"/api/v1/projects/{pid}/next", query_string={"n": 3})
+    assert first.status_code == 200 and len(first.json["documents"]) == 3
+    children = reads.pids()
+    assert children and os.getpid() not in children
+    for child in children:
+        os.kill(child, signal.SIGKILL)
+    r = c.get(f"/api/v1/projects/{pid}/next", query_string={"n": 3})
+    assert r.status_code == 503 and r.headers["Retry-After"] == "2" and "stopped" in r.json["error"]
+    again = c.get(f"/api/v1/projects/{pid}/next", query_string={"n": 3})
+    assert again.status_code == 200 and again.json["documents"] == first.json["documents"]
+    assert set(reads.pids()).isdisjoint(children)
+    assert c.get("/api/v1/projects/999/next").status_code == 404

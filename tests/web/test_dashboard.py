@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import requests
 
-from model.evaluate import is_holdout
 from scripts import cli
 from scripts.stack import Stack
 
@@ -33,13 +32,13 @@ def trained(tmp_path_factory):
     """A local project trained twice by scripts.cli (quick + rnn), one spam text labelled ham in validation."""
     tmp = tmp_path_factory.mktemp("dash")
     env = {"INSTANCE_PATH": str(tmp / "instance"), "MODEL_FAMILIES": "quick,rnn", "MODEL_FAMILY_EVERY": "",
-           "MODEL_EPOCHS": "4", "TAGTOG_PROJECTS": ""}
+           "MODEL_EPOCHS": "4", "TAGTOG_PROJECTS": "", "CV_FOLDS": "2"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
         df = pd.read_csv(SMS_CSV, keep_default_na=False).sample(n=700, random_state=3).reset_index(drop=True)
         df.insert(0, "id", [f"sms-{i}" for i in range(len(df))])
-        xss_id = next(f"xss-{i}" for i in range(1000) if is_holdout(f"xss-{i}", 0.2))  # lands in validation
+        xss_id = "xss-0"  # spam-like text labelled ham: a false prediction out of fold
         df = pd.concat([df, pd.DataFrame([{"id": xss_id, "label": "ham", "text": XSS}])], ignore_index=True)
         df.iloc[:400].to_csv(tmp / "a.csv", index=False)
         df.iloc[400:].to_csv(tmp / "b.csv", index=False)
@@ -95,7 +94,15 @@ def test_project_page_shows_the_right_numbers(trained, browser):
     browser.get(f"{trained.web_url}/dashboard/projects/{project['id']}")
     assert browser.find_element(By.ID, "champion").text == f"v{champion['version']}"
     table = cells(browser, "versions")
+    kept = [v for v in versions if v["status"] != "rejected"]
+    assert len(table) == 1 + len(kept) and table[1][0] == f"v{champion['version']}"  # the champion leads
+    rejected = [v for v in versions if v["status"] == "rejected"]
+    if rejected:  # folded away until asked for
+        assert not browser.find_element(By.ID, "rejected-versions").is_displayed()
+        browser.find_element(By.CSS_SELECTOR, "#rejected summary").click()
+        table += cells(browser, "rejected-versions")[1:]
     assert len(table) == 1 + len(versions)  # header + one row per version
+    assert browser.find_element(By.ID, "estimate").text != "—"  # the champion's estimate on the pool
     shown = {row[0]: row for row in table[1:]}
     for v in versions:
         row = shown[f"v{v['version']}"]

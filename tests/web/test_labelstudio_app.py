@@ -138,7 +138,23 @@ def test_ml_backend_before_any_model(ml):
     assert r.status_code == 200 and r.json == {"model_version": "prelabel-v0"}
     r = c.post("/predict", json={"project": "2.1763700000", "label_config": SPAM,
                                  "tasks": [{"id": 1, "data": {"text": "hello"}}]})
-    assert r.status_code == 200 and r.json["results"] == []  # Label Studio stores nothing for this batch
+    # one empty list per task: Label Studio stores nothing and logs no "incorrect response" error
+    assert r.status_code == 200 and r.json["results"] == [[]]
+    assert c.get("/versions").json == {"versions": []}
+
+
+def test_ml_backend_versions_without_a_project_are_the_served_projects(ml, tmp_path):
+    """Label Studio asks GET /versions without a project: the versions of the served Label Studio project(s)."""
+    from storage import ModelVersion, Store
+
+    c = ml()
+    store = Store(f"sqlite:///{tmp_path / 'prelabel.db'}")
+    pid = store.find_project_id("labelstudio", "ls", "2")
+    with store.session() as s:
+        for v, status in ((1, "retired"), (2, "rejected"), (3, "champion")):
+            s.add(ModelVersion(project_id=pid, version=v, family="quick", mode="full", path="", status=status))
+    assert c.get("/versions").json == {"versions": ["prelabel-v3", "prelabel-v2", "prelabel-v1"]}
+    assert c.get("/versions?project=2.1763700000").json == c.get("/versions").json
 
 
 def test_ml_backend_unknown_project_is_a_clear_4xx(ml):

@@ -43,7 +43,7 @@ def make_env(tmp_path, sms_rows):
         d = emu._create(p, f"sms{i}.txt", "pool", r["text"])
         truth[d.docid] = r["label"] == "spam"
     server, store, loop, pid = start_loop(emu, tmp_path, "spam", min_labels=20, model_epochs=6, warm_min_labels=100,
-                                          prelabel_k=5, tagtog_retries=1, holdout_fraction=0.25)
+                                          prelabel_k=5, tagtog_retries=1)
     yield emu, server, store, loop, pid, truth
     server.stop()
 
@@ -293,12 +293,12 @@ def test_gating_rejects_worse_promotes_better_and_rolls_back(env, monkeypatch):
     v2 = loop.training.train(pid)
     assert v2.status == "rejected" and v2.champion_id == v1.version_id
     d2 = store.get_version(pid, 2)
-    assert d2["status"] == "rejected" and "< champion v1's" in d2["reason"] and "same" in d2["reason"]
+    assert d2["status"] == "rejected" and ("broken fit" in d2["reason"] or "for every document" in d2["reason"])
     with store.session() as s:
         assert s.get(Project, pid).champion_id == v1.version_id
     monkeypatch.setattr(factory, "make_classifier", good)
     v3 = loop.training.train(pid)
-    assert v3.status == "champion" and ">= champion v1's" in store.get_version(pid, 3)["reason"]
+    assert v3.status == "champion" and "no evidence it is worse" in store.get_version(pid, 3)["reason"]
     assert store.get_version(pid, 1)["status"] == "retired"
     # pre-labels come from the champion
     assert loop.prelabels.prelabel(pid, v3.champion_id) == 5
@@ -319,7 +319,9 @@ def test_version_records_every_metric_and_loss_curves(env):
     confirm_and_train(env, list(truth)[:200])
     v = store.get_version(pid, 1)
     m = v["metrics"]
-    assert m["dataset"] == "validation" and m["n"] == v["n_holdout"] > 20
+    # every label trains the model that serves; every label is scored out of fold
+    assert m["dataset"] == "cross-validation" and m["n"] == v["n_train"] == 200 and v["n_holdout"] == 0
+    assert m["folds"] == 2
     for key in ("accuracy", "mcc", "f1_micro", "f1_macro", "f1_weighted", "per_class", "confusion_matrix",
                 "false_predictions"):
         assert key in m
@@ -329,16 +331,15 @@ def test_version_records_every_metric_and_loss_curves(env):
     assert v["train_seconds"] > 0 and v["n_labels"] == 200
 
 
-def test_split_is_stable_as_documents_are_added():
-    from model.evaluate import is_holdout
+def test_folds_keep_every_document_on_one_side_per_round_and_cover_all():
+    from model.selection import assign_folds
 
     first = [f"a{i:05d}-{i}.txt" for i in range(2000)]
-    before = {d: is_holdout(d, 0.2) for d in first}
-    more = first + [f"b{i:05d}-{i}.txt" for i in range(3000)]
-    after = {d: is_holdout(d, 0.2) for d in more}
-    assert all(after[d] == before[d] for d in first)  # nobody moves
-    share = sum(after.values()) / len(after)
-    assert 0.18 < share < 0.22
+    ys = ["spam" if i % 9 == 0 else "ham" for i in range(2000)]
+    folds = assign_folds(first, ys, 5)
+    assert sorted(set(folds.tolist())) == [0, 1, 2, 3, 4]
+    assert all(0.19 < (folds == f).mean() < 0.21 for f in range(5))
+    assert (assign_folds(first, ys, 5) == folds).all()  # the same labels give the same folds
 
 
 def test_scheme_change_during_training_rejects_the_candidate(env, monkeypatch):
@@ -410,20 +411,16 @@ def test_new_class_forces_a_retrain_and_removed_option_is_not_trained(news_env):
     assert store.get_version(pid, 3)["classes"]["names"] == ["Sports", "World"]
 
 
-def test_a_class_seen_only_in_validation_is_trained_on(news_env, monkeypatch):
+def test_a_class_with_two_labels_is_trained_on(news_env):
     emu, server, store, loop, pid, truth = news_env
     by = {c: [d for d, lab in truth.items() if lab == c] for c in ("World", "Sports", "Business")}
     for d in by["World"][:15] + by["Sports"][:15] + by["Business"][:2]:
         _confirm(server, store, loop, pid, d, truth[d])
-    from worker.loop import training
-
-    split = training.is_holdout
-    monkeypatch.setattr(training, "is_holdout", lambda key, f: key in by["Business"] or split(key, f))
-    r = loop.training.train(pid)  # both Business documents fell in the validation split
+    r = loop.training.train(pid)  # each Business document is in a different fold; the served model has both
     v = store.get_version(pid, r.version)
     assert v["classes"]["names"] == ["Business", "Sports", "World"] and "scheme changed" not in v["reason"]
-    assert r.status == "champion" and v["n_train"] + v["n_holdout"] == 32
-    assert "Business" not in v["metrics"]["per_class"] or v["metrics"]["per_class"]["Business"]["support"] == 0
+    assert r.status == "champion" and v["n_train"] == 32 and v["n_holdout"] == 0
+    assert v["metrics"]["per_class"]["Business"]["support"] == 2
 
 
 def test_test_folder_is_scored_but_never_trained_or_selected(env):
@@ -563,27 +560,77 @@ def test_rounds_record_the_champion_score_for_the_plateau_rule(env):
         assert p.schedule["scores"][-1] == pytest.approx(champion.metrics["f1_macro"])
 
 
-def test_rounds_record_how_much_the_pool_predictions_changed(env):
+def test_every_step_records_its_kappa_on_the_stop_set(env, monkeypatch):
+    """The stop sign compares models STOP_GROWTH apart in labels (models a label apart always agree, which lit the
+    sign at STOP_MIN_LABELS with RETRAIN_EVERY=1), and counts rejected candidates too: each step's chosen model
+    predicts the same stop set, and Cohen's kappa with the last step's decisions is recorded."""
+    from model.selection import Decision
+
     emu, server, store, loop, pid, truth = env
-    loop.settings = loop.settings.with_(model_families="quick")  # plumbing: any family does, quick is fast
-    r = confirm_and_train(env, list(truth)[:60])
-    loop.prelabels.score_pool(pid, r.champion_id)
+    loop.settings = loop.settings.with_(model_families="quick", stop_set=100)  # plumbing: quick is fast
+    assert loop.settings.stop_growth == 1.3
+    confirm_and_train(env, list(truth)[:60])
     first = store.project_summary(pid)["stability"]
-    assert [(h["version"], h["changed"], h["compared"]) for h in first] == [(1, None, 0)]  # nothing to compare
-    loop.settings = loop.settings.with_(promotion_margin=-1.0)  # every candidate loses: the champion is kept
+    assert [(h["version"], h["kappa"], h["compared"], h["labels"]) for h in first] == [(1, None, 0, 60)]
+    loop.training.train(pid)  # the same labels: no step
+    assert len(store.project_summary(pid)["stability"]) == 1
+
+    def label(docs):
+        for d in docs:
+            annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
+            deliver(store, loop, pid, d)
+
+    label(list(truth)[60:77])  # 77 labels < 1.3 x 60: no step
+    loop.training.train(pid)
+    assert len(store.project_summary(pid)["stability"]) == 1
+    label(list(truth)[77:78])  # 78 = 1.3 x 60: a step, though its candidate is rejected
+    monkeypatch.setattr("model.selection.gate", lambda **kw: Decision("rejected", "test: the champion is kept"))
+    r = loop.training.train(pid)
+    last = store.project_summary(pid)["stability"][-1]
+    assert r.status == "rejected" and last["status"] == "rejected" and last["version"] == r.version
+    assert last["labels"] == 78 and last["compared"] == 100 and 0 <= last["kappa"] <= 1
+    monkeypatch.undo()
+    label(list(truth)[78:102])  # 102 labels = 1.31 x 78
+    loop.training.train(pid)
+    history = store.project_summary(pid)["stability"]
+    assert [h["labels"] for h in history] == [60, 78, 102] and history[-1]["kappa"] is not None
+
+
+def test_random_documents_feed_the_estimate_and_old_versions_are_pruned(env, monkeypatch):
+    """AUDIT_SHARE of a batch is drawn at random and marked; once people label them, the version's estimate rests
+    on them (with an interval); rejected and retired versions beyond KEEP_* lose their files, not their rows."""
+    from model.selection import Decision
+    from storage import Document, Upload
+
+    emu, server, store, loop, pid, truth = env
+    loop.settings = loop.settings.with_(model_families="quick", audit_share=1.0, keep_rejected=1, keep_retired=1,
+                                        stop_set=150)
+    r = confirm_and_train(env, list(truth)[:60])
+    est = store.get_version(pid, 1)["metrics"]["estimate"]
+    assert est["n_random"] == 0 and est["n_pool"] > 50 and est["metrics"]["f1_macro"]["low"] is None
+    assert est["n_labels"] == 60 and "out-of-fold predictions of the 60 labelled documents" in est["method"]
+    assert "not yet checked by random documents people labelled" in est["method"]
+    assert loop.prelabels.prelabel(pid, r.champion_id) == 5
+    with store.session() as s:
+        audit = [d.platform_id for d in s.query(Document).filter_by(audit=True)]
+        tags = {u.strategy for u in s.query(Upload)}
+    assert len(audit) == 5 and tags == {"audit:random"}  # AUDIT_SHARE=1: the whole batch is random
+    for d in audit:
+        annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
+        deliver(store, loop, pid, d)
+    r2 = loop.training.train(pid)
+    est = store.get_version(pid, r2.version)["metrics"]["estimate"]
+    m = est["metrics"]["f1_macro"]
+    assert est["n_random"] == 5 and "corrected by 5 random documents" in est["method"]
+    assert m["low"] is None and "no interval until 30" in est["method"]  # too few for a bootstrap
+    # pruning: three rejected candidates, the newest keeps its files; v1, the one retired version, keeps its own
+    monkeypatch.setattr("model.selection.gate", lambda **kw: Decision("rejected", "test: kept the champion"))
     for _ in range(3):
         assert loop.training.train(pid).status == "rejected"
-    kept = store.project_summary(pid)["stability"]
-    assert [(h["changed"], h["kept"]) for h in kept[1:]] == [(0.0, True)] * 3
-    # a new champion whose decisions differ from the stored ones on every pool document
-    from storage import Prediction
-    with store.session() as s:
-        for pred in s.query(Prediction).filter_by(project_id=pid):
-            p = pred.proba["p"]
-            pred.proba = {**pred.proba, "p": list(reversed(p))}
-    loop.settings = loop.settings.with_(promotion_margin=1.0)
-    r = loop.training.train(pid)
-    assert r.status == "champion"
-    n = loop.prelabels.score_pool(pid, r.champion_id)
-    last = store.project_summary(pid)["stability"][-1]
-    assert last["version"] == r.version and last["compared"] == n == 180 and last["changed"] > 0.5
+    vs = {v["version"]: v for v in store.list_models(pid)}
+    assert [v for v in vs if vs[v]["status"] == "rejected" and vs[v]["path"]] == [5]
+    assert all("[files pruned: beyond the newest 1 rejected]" in vs[v]["reason"] for v in (3, 4))
+    folders = {f.name for f in loop.settings.models_path.glob("*/v*")}
+    assert {"v1", "v2", "v5"} <= folders and not {"v3", "v4"} & folders  # the files are gone
+    assert vs[1]["status"] == "retired" and vs[1]["path"] and vs[2]["status"] == "champion"
+    assert vs[3]["f1_macro"] is not None  # the row keeps its metrics

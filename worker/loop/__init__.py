@@ -23,16 +23,19 @@ from config import Settings
 from storage import ModelVersion, Project, Store
 
 from .crossval import CrossValidation
+from .fitting import Fitting
 from .ingest import EventRejected, Ingest
 from .prelabel import Prelabels
+from .quality import Quality
 from .sync import Sync
-from .training import ModelWriteError, Training, TrainResult, classes_of, is_holdout, save_version
+from .training import ModelWriteError, Training, TrainResult, classes_of, save_version
 
-__all__ = ["EventRejected", "Loop", "ModelWriteError", "TrainResult", "classes_of", "is_holdout", "save_version"]
+__all__ = ["EventRejected", "Loop", "ModelWriteError", "TrainResult", "classes_of", "save_version"]
 
 
 class Loop:
-    """The worker's shared state and its steps (``ingest``, ``sync``, ``training``, ``prelabels``, ``crossval``).
+    """The worker's shared state and its steps (``ingest``, ``sync``, ``fitting``, ``training``, ``quality``,
+    ``prelabels``, ``crossval``).
 
     ``client_factory(platform name)`` replaces a platform's HTTP client (tests: fast retries)."""
 
@@ -40,12 +43,18 @@ class Loop:
         self._settings = settings
         self.store = store
         self._client_factory = client_factory
+        if {"embed", "hybrid"} & set(settings.families):
+            from model.embed import use_store  # noqa: PLC0415 - numpy only; Keras loads with the encoder
+
+            use_store(settings.embedding_cache_path)
         self._clients: dict[str, Any] = {}
         self._platforms: dict[str, Platform] = {}
         self._models: dict[int, tuple[int, Any]] = {}  # project id -> (model version id, classifier in memory)
         self.ingest = Ingest(self)
         self.sync = Sync(self)
+        self.fitting = Fitting(self)
         self.training = Training(self)
+        self.quality = Quality(self)
         self.prelabels = Prelabels(self)
         self.crossval = CrossValidation(self)
 

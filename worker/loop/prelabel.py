@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from annotation_client import Suggestion
 from formats.corpus import parse_corpus
 from model.names import class_counts, class_value
-from model.stopping import HISTORY, changed_share
-from storage import Document, Event, ModelVersion, Prediction, Project, Upload, current_labels, dumps_value, text_hash
+from storage import Document, Event, ModelVersion, Prediction, Upload, current_labels, dumps_value, text_hash
 
 if TYPE_CHECKING:
     from . import Loop
@@ -62,8 +61,8 @@ class Prelabels:
         return max(0, len(todo) - batch)
 
     def score_pool(self, project_id: int, version_id: int) -> int:
-        """Store the champion's probabilities for every unlabelled platform document (for ``GET .../next``), and
-        record how many of the pool's decisions changed since the stored ones (the stopping signal)."""
+        """Store the champion's probabilities for every unlabelled platform document (for ``GET .../next``); logs
+        how many of the pool's decisions changed since the stored ones."""
         clf = self.loop.classifier(project_id, version_id)
         with self.loop.store.session() as s:
             labelled = {d.id for d, _, _ in current_labels(s, project_id)}
@@ -75,16 +74,14 @@ class Prelabels:
         classes = list(clf.classes_)
         decided = clf.decide(proba) if docs else []
         after = {d: tuple(v) if isinstance(v, (list, tuple)) else str(v) for (d, _), v in zip(docs, decided)}
-        changed, compared = changed_share(before, after)
+        common = before.keys() & after.keys()
+        changed = sum(before[k] != after[k] for k in common) / len(common) if common else None
         with self.loop.store.session() as s:
             s.query(Prediction).filter_by(project_id=project_id).delete()
             s.add_all([Prediction(document_id=d, project_id=project_id, model_version_id=version_id,
                                   proba={"classes": classes, "p": [round(float(x), 6) for x in row],
                                          "multilabel": bool(getattr(clf, "multilabel_", False))})
                        for (d, _), row in zip(docs, proba)])
-            version = s.get(ModelVersion, version_id)
-            self.record_stability(s, project_id, version.version, version.n_train + version.n_holdout, changed,
-                                  compared)
         logger.info("scored %d pool documents in %.2fs; %s of the decisions changed", len(docs),
                     time.perf_counter() - t0, "none compared" if changed is None else f"{changed:.2%}")
         return len(docs)
@@ -109,17 +106,6 @@ class Prelabels:
             else:
                 out[doc_id] = str(names[max(range(len(p)), key=p.__getitem__)])
         return out
-
-    def record_stability(self, s: Any, project_id: int, version: int, labels: int, changed: float | None,
-                         compared: int | None) -> None:
-        """Append one round to the project's stopping-signal history (``schedule["stability"]``); ``compared``
-        None: the champion was kept, nothing was rescored."""
-        p = s.get(Project, project_id)
-        schedule = dict(p.schedule or {})
-        entry = {"version": version, "labels": labels, "changed": None if changed is None else round(changed, 6),
-                 "compared": compared, "kept": compared is None}
-        schedule["stability"] = (list(schedule.get("stability", [])) + [entry])[-HISTORY:]
-        p.schedule = schedule
 
     def choose(self, clf: Any, texts: list[str], n: int, counts: dict[str, int]) -> tuple[np.ndarray, np.ndarray, str]:
         """Pick ``n`` of ``texts`` with the configured strategy and batch mode; random (within the regex) during
@@ -180,12 +166,22 @@ class Prelabels:
         # room for documents that already show the suggestion they would get (skipped below, not re-uploaded)
         extra = min(len(shown), cfg.prelabel_k)
         chosen, chosen_proba, strategy = self.choose(clf, texts, cfg.prelabel_k + extra, counts)
+        # random documents for the quality estimate (model/estimate.py), first in the batch: drawn uniformly from the
+        # pool, never by active learning; a cold start's random picks are such documents too
+        audit = self.draw_audit(project_id, version, len(docs), strategy, cfg.prelabel_k)
+        if audit:
+            chosen = np.concatenate([np.asarray(audit, dtype=int), [i for i in chosen if i not in set(audit)]])
+            chosen_proba = clf.predict_proba([texts[i] for i in chosen])
+        if strategy.startswith("cold_start:random") or strategy == "random":
+            audit = [i for i in chosen[:cfg.prelabel_k] if i < len(docs)]
+        self.mark_audit([docs[i][0] for i in audit])
         scheme = self.loop.ingest.scheme(project_id)
         ours: dict[str, tuple[int, Suggestion]] = {}  # platform doc id -> (document row, suggestion)
 
         def stored(value: Any) -> str:  # a suggestion's value as the store keeps it (uploads, labels)
             return dumps_value(value if isinstance(value, list) else class_value(value, scheme.type))
 
+        tags: dict[str, str] = {}  # platform doc id -> how it was chosen
         kept = 0  # this version's pre-labels, done by an earlier try of this job included
         for i, row in zip(chosen, chosen_proba):
             if kept >= cfg.prelabel_k:
@@ -203,13 +199,14 @@ class Prelabels:
             else:
                 doc_id, key = self._create_corpus_document(project_id, texts[i])
             ours[key] = (doc_id, replace(sug, doc_id=key))
+            tags[key] = "audit:random" if i in audit else strategy
             kept += 1
 
         def record(uploaded: Sequence[Suggestion], before: Mapping[str, tuple[Any, str]] | None = None) -> None:
             before = before or {}  # at once: a retried job skips what is done
             with self.loop.store.session() as s:
                 s.add_all([Upload(project_id=project_id, document_id=ours[u.doc_id][0], model_version_id=version_id,
-                                  value=stored(u.value), prob=u.prob, strategy=strategy,
+                                  value=stored(u.value), prob=u.prob, strategy=tags[u.doc_id],
                                   read_at=before.get(u.doc_id, (None, None))[0],
                                   replaced=before.get(u.doc_id, (None, None))[1]) for u in uploaded])
 
@@ -218,6 +215,25 @@ class Prelabels:
         logger.info("%s project %s/%s: %d pre-labels from v%d (%s)", platform.name, ref.owner, ref.name, n, version,
                     strategy)
         return n
+
+    def mark_audit(self, document_ids: Sequence[int]) -> None:
+        """Mark documents as drawn at random for the quality estimate (``Document.audit``)."""
+        if document_ids:
+            with self.loop.store.session() as s:
+                s.execute(update(Document).where(Document.id.in_(list(document_ids))).values(audit=True))
+
+    def draw_audit(self, project_id: int, version: int, pool: int, strategy: str, k: int) -> list[int]:
+        """Indices (of ``pool`` documents) drawn uniformly at random for the quality estimate: AUDIT_SHARE of a
+        batch of ``k``, rounded at random so that the share holds on average (0.1 of 5 documents: one every other batch).
+        None during a random cold start (every pick is random) or under a regex filter (not the whole pool)."""
+        cfg = self.loop.settings
+        if not pool or cfg.audit_share <= 0 or cfg.al_regex or strategy.startswith("cold_start:random") \
+                or strategy == "random":
+            return []
+        rng = np.random.default_rng([project_id, version, pool])
+        want = cfg.audit_share * k
+        n = min(pool, int(want) + int(rng.uniform() < want - int(want)))
+        return sorted(rng.choice(pool, size=n, replace=False).tolist()) if n else []
 
     @staticmethod
     def _shown_suggestions(s: Any, project_id: int, labelled: set[int]) -> dict[int, str]:

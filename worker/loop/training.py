@@ -6,19 +6,18 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from annotation_client import EventRejected, PlatformError, PlatformUnavailable
-from model.evaluate import is_holdout
 from model.factory import save_version
-from model.names import class_name, class_value, classes_of, plain
+from model.names import class_name, class_value, classes_of
+from model.selection import Candidate
 from storage import Label, ModelVersion, Project, current_labels, utcnow
 
 if TYPE_CHECKING:
@@ -124,11 +123,14 @@ class Training:
 
     def train(self, project_id: int, families: Sequence[str] | None = None,
               defer: Sequence[str] = ()) -> TrainResult | None:
-        """Train one candidate per due family (or per family of ``families``, outside the round count) on every
-        current ground-truth label, score each on the validation split (and the test set), keep the best, and
-        promote it only if it is not worse than the champion. Due families in ``defer`` are not trained here but
-        returned in ``deferred`` (the caller queues them). None if there are too few labels."""
-        from model.evaluate import evaluate, evaluate_multilabel, pick_best, positive_class  # noqa: PLC0415
+        """Train one candidate per due family (or per family of ``families``, outside the round count) by
+        cross-fitting over every current ground-truth label (model/selection.py): out-of-fold predictions score,
+        calibrate and compare the families and their ensemble on the same folds; the chosen one, fitted on every
+        label and calibrated, replaces the champion unless the gate finds evidence it is worse. Due families in
+        ``defer`` are not trained here but returned in ``deferred`` (the caller queues them). None if there are
+        too few labels."""
+        from model.estimate import corpus_weights  # noqa: PLC0415
+        from model.selection import assign_folds, choose, fold_count  # noqa: PLC0415
 
         cfg = self.loop.settings
         self.loop.store.fail_orphan_versions(project_id)  # rows an earlier failed write left without files
@@ -147,31 +149,15 @@ class Training:
             logger.info("project %s: %d labels in %d classes; waiting for %d labels in 2+ classes", slug, len(pool),
                         len(classes), cfg.min_labels)
             return None
-        train = [r for r in pool if not is_holdout(r[0], cfg.holdout_fraction)]
-        val = [r for r in pool if is_holdout(r[0], cfg.holdout_fraction)]
-        if len(classes_of([y for _, _, y in train])) < 2:  # tiny data: every class must be seen in training
-            train, val = pool, []
-        if missing := set(classes) - set(classes_of([y for _, _, y in train])):
-            # a rare class whose every document fell in the validation split: train on those documents, or the
-            # model can neither learn it nor be promoted (GoEmotions in bench.learning_curves)
-            moved = [r for r in val if missing & set(r[2] if isinstance(r[2], tuple) else (r[2],))]
-            train, val = train + moved, [r for r in val if r not in moved]
-        x_tr, y_tr = [t for _, t, _ in train], [y for _, _, y in train]
-        validation = ([t for _, t, _ in val], [y for _, _, y in val]) if val else None
+        keys, texts, ys = [k for k, _, _ in pool], [t for _, t, _ in pool], [y for _, _, y in pool]
+        folds = assign_folds(keys, ys, fold_count(ys, cfg.cv_folds))
         warm_ok = bool(champion_id and len(pool) >= cfg.warm_min_labels
                        and len(pool) < cfg.full_refit_growth * max(labels_at_full, 1))
 
-        def score(rows: list[tuple[str, str, Any]], model: Any, dataset: str,
-                  proba: np.ndarray | None = None) -> dict[str, Any]:
-            texts = [t for _, t, _ in rows]
-            if proba is None:
-                proba = model.predict_proba(texts) if rows else None
-            ids, y = [k for k, _, _ in rows], [y for _, _, y in rows]
-            pred = model.decide(proba) if rows else []
-            if getattr(model, "multilabel_", False):
-                return evaluate_multilabel(y, pred, model.classes_, proba=proba, ids=ids, dataset=dataset)
-            return evaluate(y, pred, model.classes_, positive_class(model.classes_), proba=proba, ids=ids,
-                            dataset=dataset)
+        n_folds = int(folds.max()) + 1
+
+        def score(model: Any, proba: np.ndarray) -> dict[str, Any]:
+            return {**self.loop.fitting.scores(model, keys, ys, proba, "cross-validation"), "folds": n_folds}
 
         due = list(families) if families is not None else self.families_due(round_no, len(pool), schedule)
         deferred = tuple(f for f in due if f in defer)
@@ -179,39 +165,40 @@ class Training:
         due = [f for f in due if f not in defer]
         if not due:
             if families is None:
-                self._end_round(project_id, round_no, round_families, champion_id if not deferred else None)
+                self._end_round(project_id, round_no, round_families)
             return TrainResult(0, 0, {}, "", "deferred", champion_id, deferred)
-        candidates, failed, val_proba = [], [], []
+        candidates: list[Candidate] = []
+        failed: list[str] = []
+        audit, n_pool = self.loop.quality.population(project_id, keys)
+        weights = corpus_weights(audit, n_pool)  # calibrated for where the scores are shown, not the hard labels
         for family in due:
-            t0 = time.perf_counter()
             try:
-                clf, mode = self._fit_family(family, x_tr, y_tr, validation,
-                                             champion_id if warm_ok and family == champion_family else None)
+                candidates.append(self.loop.fitting.cross_fit(family, texts, ys, folds, score,
+                                                  champion_id if warm_ok and family == champion_family else None,
+                                                  weights))
             except (ValueError, InterruptedError, ImportError) as exc:  # e.g. texts with nothing to learn from,
                 # or the keras-hub packages missing for hybrid/embed/bert: the others go on
                 note = f"{exc}; install requirements-bert.txt" if isinstance(exc, ImportError) else str(exc)
                 logger.warning("project %s: %s could not train: %s", slug, family, note)
                 failed.append(f"{family} could not train ({note})")
-                continue
-            proba = clf.predict_proba(validation[0]) if validation is not None else None
-            if validation is not None:  # multilabel: per-label cut-offs from held-out data (no-op otherwise)
-                clf.tune_thresholds(*validation, proba=proba)
-            seconds = time.perf_counter() - t0
-            candidates.append((family, clf, mode, seconds, score(val, clf, "validation", proba)))
-            val_proba.append(proba)
         if not candidates:
             raise ValueError("; ".join(failed))
         key = cfg.primary_metric
         ensemble_note = ""
-        if cfg.model_ensemble and len(candidates) > 1 and validation is not None:
-            ensemble, ensemble_note = self._ensemble(candidates, val_proba, val, validation[1], score, key)
+        if cfg.model_ensemble and len(candidates) > 1:
+            ensemble, ensemble_note = self.loop.fitting.ensemble(candidates, texts, ys, score, key, weights)
             if ensemble is not None:
                 candidates.append(ensemble)
-        best = pick_best([c[4].get(key) for c in candidates], cfg.selection_margin)
+        best = choose([c.score(key) for c in candidates], cfg.selection_margin)
         now_classes = classes_of([y for _, _, y, is_test in self.training_rows(project_id, allowed)[0]
                                   if not is_test])
+        chosen_c = candidates[best]
+        quality = self.loop.quality
+        stop_keys, stop_proba, unlabelled = quality.stop_set_proba(project_id, chosen_c.model)
+        chosen_c.metrics["estimate"] = quality.estimate(project_id, chosen_c, keys, ys, stop_keys, stop_proba,
+                                                        unlabelled, audit, n_pool)
         result = None
-        for i, (family, clf, mode, seconds, metrics) in enumerate(candidates):
+        for i, c in enumerate(candidates):
             # the classes when training began, not the model's (a class seen only in validation is no new scheme)
             if now_classes != classes:
                 status = "rejected"
@@ -219,39 +206,52 @@ class Training:
                 self.loop.store.request_retrain(project_id)
             elif i != best:
                 b = candidates[best]
-                mine, theirs = metrics.get(key) or 0.0, b[4].get(key) or 0.0
+                mine, theirs = c.score(key), b.score(key)
                 status, reason = "rejected", (
-                    f"{family} {key} {mine:.4f} < {b[0]}'s {theirs:.4f} in the same round" if mine < theirs else
-                    f"{family} {key} {mine:.4f} is within SELECTION_MARGIN {cfg.selection_margin} of {b[0]}'s "
-                    f"{theirs:.4f} in the same round, and {b[0]} comes first")
+                    f"{c.family} cross-validated {key} {mine:.4f} < {b.family}'s {theirs:.4f} in the same round"
+                    if mine < theirs else
+                    f"{c.family} cross-validated {key} {mine:.4f} is within SELECTION_MARGIN {cfg.selection_margin} "
+                    f"of {b.family}'s {theirs:.4f} in the same round, and {b.family} comes first")
             else:
-                status, reason = self._gate(project_id, champion_id, clf, val, metrics, score)
+                status, reason = self.loop.quality.gate(project_id, champion_id, c, keys, ys, len(pool))
                 if len(candidates) > 1:
-                    reason = f"best of {', '.join(c[0] for c in candidates)} this round; {reason}"
+                    reason = f"best of {', '.join(x.family for x in candidates)} this round; {reason}"
                 if failed:
                     reason = f"{reason}; {'; '.join(failed)}"
                 if ensemble_note:
                     reason = f"{reason}; {ensemble_note}"
-            r = self._save_candidate(project_id, slug, clf, mode, status, reason, metrics,
-                                     score(test, clf, "test") if test else {}, train, val, test, max_label,
-                                     seconds, label_type, pool)
+            r = self._save_candidate(project_id, slug, c, status, reason,
+                                     self.loop.fitting.scores(c.model, [k for k, _, _ in test], [y for _, _, y in test], None,
+                                                 "test", [t for _, t, _ in test]) if test else {},
+                                     pool, test, max_label, label_type)
             if i == best or result is None:
                 result = r
+        if result is not None and result.version and now_classes == classes:
+            quality.record_stop(project_id, chosen_c.model, stop_keys, stop_proba, result.version, result.status,
+                                len(pool))
         if families is None:
-            self._end_round(project_id, round_no, round_families, champion_id if not deferred else None)
+            self._end_round(project_id, round_no, round_families)
+        self.prune(project_id)
         return replace(result, deferred=deferred)
 
-    def _end_round(self, project_id: int, round_no: int, families: Sequence[str], kept: int | None = None) -> None:
-        """Count the round; note the champion's validation score and which families it trained (plateau rule).
-        When the champion is still ``kept`` (the version in service before the round), the pool's predictions did
-        not change: the stopping signal records 0 (a new champion's change is recorded when it scores the pool)."""
+    def prune(self, project_id: int) -> int:
+        """Delete the files of old rejected and retired versions (KEEP_REJECTED, KEEP_REJECTED_HOURS,
+        KEEP_RETIRED); their rows stay. Returns how many were pruned."""
+        cfg = self.loop.settings
+        gone = self.loop.store.prune_versions(project_id, cfg.keep_rejected, cfg.keep_rejected_hours,
+                                              cfg.keep_retired)
+        for _, folder in gone:
+            shutil.rmtree(folder, ignore_errors=True)
+        if gone:
+            logger.info("project %s: files of %s pruned", project_id, ", ".join(f"v{v}" for v, _ in gone))
+        return len(gone)
+
+    def _end_round(self, project_id: int, round_no: int, families: Sequence[str]) -> None:
+        """Count the round; note the champion's cross-validated score and which families it trained (plateau
+        rule)."""
         key = self.loop.settings.primary_metric
-        labels = sum(not r[3] for r in self.training_rows(project_id)[0]) if kept is not None else 0
         with self.loop.store.session() as s:
             p = s.get(Project, project_id)
-            if kept is not None and p.champion_id == kept:
-                champion = s.get(ModelVersion, kept)
-                self.loop.prelabels.record_stability(s, project_id, champion.version, labels, 0.0, None)
             p.rounds = round_no
             schedule = dict(p.schedule or {})
             champion = s.get(ModelVersion, p.champion_id) if p.champion_id else None
@@ -259,25 +259,6 @@ class Training:
                 schedule["scores"] = (list(schedule.get("scores", [])) + [float(champion.metrics[key])])[-20:]
             schedule["trained"] = {**schedule.get("trained", {}), **{f: round_no for f in families}}
             p.schedule = schedule
-
-    def _ensemble(self, candidates: list[tuple[Any, ...]], val_proba: list[np.ndarray], val: list[Any],
-                  y_val: list[Any], score: Callable[..., dict[str, Any]], key: str) -> tuple[tuple[Any, ...] | None, str]:
-        """The round's best ensemble (mean probabilities of 2+ candidates, the subset chosen on validation) as
-        one more candidate, only when it beats every single one; else None and a note of its score."""
-        from model.ensemble import best_ensemble  # noqa: PLC0415
-
-        classes = [list(c[1].classes_) for c in candidates]
-        if any(c != classes[0] for c in classes):
-            return None, ""
-        ens, subset, proba = best_ensemble([c[1] for c in candidates], val_proba, [t for _, t, _ in val], y_val,
-                                           lambda m, p: score(val, m, "validation", p).get(key) or 0.0)
-        metrics = score(val, ens, "validation", proba)
-        names = "+".join(candidates[i][0] for i in subset)
-        single = max((c[4].get(key) or 0.0) for c in candidates)
-        if (metrics.get(key) or 0.0) <= single + self.loop.settings.selection_margin:
-            return None, (f"ensemble {names} {key} {metrics.get(key) or 0.0:.4f} is not above the best single "
-                          f"model's {single:.4f} + SELECTION_MARGIN")
-        return ("ensemble", ens, "full", sum(candidates[i][3] for i in subset), metrics), ""
 
     def _allocate_version(self, project_id: int, clf: Any, mode: str, reason: str, seconds: float) -> tuple[int, int]:
         """The next version number, taken by inserting its row: two workers saving at once (the bert queue and
@@ -297,34 +278,20 @@ class Training:
                 continue
         raise RuntimeError(f"could not allocate a model version for project {project_id}")
 
-    def _fit_family(self, family: str, x_tr: list[str], y_tr: list[Any], validation: Any,
-                    warm_from: int | None) -> tuple[Any, str]:
-        """A fitted candidate of ``family``: warm (the champion's copy trained further) or full."""
-        from model.factory import make_classifier  # noqa: PLC0415
-
-        cfg = self.loop.settings
-        if warm_from is not None:
-            clf = self.loop.load_copy(warm_from)  # never train the champion in place: the candidate may lose
-            if list(clf.classes_) == classes_of(y_tr):
-                clf.refit(x_tr, y_tr, epochs=cfg.warm_epochs, lr_factor=cfg.warm_lr_factor, validation=validation)
-                return clf, "warm"
-        clf = make_classifier(family, epochs=cfg.model_epochs, cell=cfg.model_cell, random_state=cfg.model_seed,
-                              checkpoint=cfg.bert_checkpoint)
-        clf.fit(x_tr, y_tr, validation=validation)
-        return clf, "full"
-
-    def _save_candidate(self, project_id: int, slug: str, clf: Any, mode: str, status: str,
-                        reason: str, metrics: dict[str, Any], test_metrics: dict[str, Any], train: list[Any],
-                        val: list[Any], test: list[Any], max_label: int, seconds: float, label_type: str | None,
-                        pool: list[Any]) -> TrainResult:
+    def _save_candidate(self, project_id: int, slug: str, c: Candidate, status: str, reason: str,
+                        test_metrics: dict[str, Any], pool: list[Any], test: list[Any], max_label: int,
+                        label_type: str | None) -> TrainResult:
+        clf, mode, metrics, seconds = c.model, c.mode, c.metrics, c.seconds
         multilabel = bool(getattr(clf, "multilabel_", False))
-        history = getattr(clf, "history_", {})
+        history = c.history
         meta = {"family": clf.family, "version": 0, "mode": mode, "status": status, "reason": reason,
                 "classes": list(clf.classes_), "multilabel": multilabel,
-                "label_values": list(clf.classes_) if multilabel else [class_value(c, label_type) for c in clf.classes_],
+                "label_values": list(clf.classes_) if multilabel else [class_value(x, label_type) for x in clf.classes_],
                 "label_type": label_type, "params": clf.get_params(), "metrics": metrics, "test_metrics": test_metrics,
                 "estimator": getattr(clf, "estimator_", None),  # e.g. why quick fell back to logistic regression
-                "history": history, "n_train": len(train), "n_validation": len(val), "n_test": len(test),
+                "members": list(c.members), "calibration": getattr(clf, "calibration_", None),
+                "history": history, "n_train": len(pool), "n_validation": 0, "n_test": len(test),
+                "cross_validation": {"folds": int(metrics.get("folds") or 0), "n": len(pool)},
                 "trained_through_label": max_label, "train_seconds": seconds, "trained_at": utcnow().isoformat() + "Z"}
         version, version_id = self._allocate_version(project_id, clf, mode, reason, seconds)
         meta["version"] = version
@@ -336,7 +303,7 @@ class Training:
             raise ModelWriteError(f"project {slug}: v{version} {reason}; the champion is unchanged") from exc
         try:
             self._record_saved(project_id, version_id, folder, clf, mode, status, metrics, test_metrics, history,
-                               multilabel, label_type, train, val, max_label, pool)
+                               multilabel, label_type, pool, max_label)
         except Exception as exc:  # e.g. the database is locked: the files must not outlive their row
             shutil.rmtree(folder, ignore_errors=True)
             self._fail_quietly(version_id, f"its record could not be written: {exc}")
@@ -349,8 +316,8 @@ class Training:
             self.loop.store.promote(project_id, version, reason)
             self.loop.keep_model(project_id, version_id, clf)
             champion_id = version_id
-        logger.info("project %s: v%d %s (%s, %s) on %d labels in %.1fs; validation %d: %s %.3f; %s", slug, version,
-                    clf.family, mode, status, len(train), seconds, len(val), self.loop.settings.primary_metric,
+        logger.info("project %s: v%d %s (%s, %s) on %d labels in %.1fs; cross-validated %s %.3f; %s", slug, version,
+                    clf.family, mode, status, len(pool), seconds, self.loop.settings.primary_metric,
                     metrics.get(self.loop.settings.primary_metric) or 0.0, reason)
         return TrainResult(version_id, version, metrics, mode, status, champion_id)
 
@@ -362,38 +329,17 @@ class Training:
 
     def _record_saved(self, project_id: int, version_id: int, folder: Path, clf: Any, mode: str, status: str,
                       metrics: dict[str, Any], test_metrics: dict[str, Any], history: Any, multilabel: bool,
-                      label_type: str | None, train: list[Any], val: list[Any], max_label: int,
-                      pool: list[Any]) -> None:
+                      label_type: str | None, pool: list[Any], max_label: int) -> None:
         with self.loop.store.session() as s:
             mv = s.get(ModelVersion, version_id)
             mv.path, mv.params, mv.metrics, mv.test_metrics, mv.history = (str(folder), clf.get_params(), metrics,
                                                                            test_metrics, history)
             mv.classes = {"names": list(clf.classes_), "label_type": label_type, "multilabel": multilabel,
-                          "thresholds": [float(t) for t in clf.thresholds()]}
-            mv.n_train, mv.n_holdout = len(train), len(val)
+                          "thresholds": [float(t) for t in clf.thresholds()],
+                          "trained_through_label": max_label}
+            mv.n_train, mv.n_holdout = len(pool), 0  # every label trains the model that serves
             p = s.get(Project, project_id)
             p.trained_through_label = max(p.trained_through_label, max_label)
             if mode == "full":
                 p.labels_at_full_fit = len(pool)
             mv.status = "rejected" if status == "rejected" else "candidate"  # champion: promote() follows
-
-    def _gate(self, project_id: int, champion_id: int | None, clf: Any, val: list[tuple[str, str, str]],
-              metrics: dict[str, Any], score: Callable[..., dict[str, Any]]) -> tuple[str, str]:
-        """Promotion rule: compare the candidate and the champion on the **same** validation documents."""
-        key, margin = self.loop.settings.primary_metric, self.loop.settings.promotion_margin
-        if champion_id is None:
-            return "champion", "first model"
-        if not val:
-            return "champion", "no validation documents yet: promoted without comparison"
-        champion = self.loop.classifier(project_id, champion_id)
-        if list(champion.classes_) != list(clf.classes_):
-            return "champion", f"label scheme changed ({plain(champion.classes_)} -> {plain(clf.classes_)})"
-        with self.loop.store.session() as s:
-            champ_version = s.get(ModelVersion, champion_id).version
-        champ = score(val, champion, "validation")[key]
-        cand = metrics[key]
-        where = f"on the same {len(val)} validation documents"
-        if cand >= champ - margin:
-            return "champion", f"{key} {cand:.4f} >= champion v{champ_version}'s {champ:.4f} - {margin} {where}"
-        return "rejected", f"{key} {cand:.4f} < champion v{champ_version}'s {champ:.4f} - {margin} {where}"
-
