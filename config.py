@@ -147,9 +147,9 @@ class Settings:
     keep_retired: int = 3  # former champions whose files are kept for a rollback (the newest)
     audit_share: float = 0.1  # of every pre-label batch, drawn at random from the pool for the quality estimate
     cold_start_min: int = 3  # until every class has this many training labels, documents are picked at random
-    stop_kappa: float = 0.99  # stopping signal: Cohen's kappa between successive models on the stop set at or above
+    stop_kappa: float = 0.98  # stopping signal: Cohen's kappa between successive models on the stop set at or above
     # this ...
-    stop_rounds: int = 3  # ... in each of this many steps in a row (model/stopping.py) ...
+    stop_rounds: int = 2  # ... in each of this many steps in a row (model/stopping.py) ...
     stop_growth: float = 1.3  # ... a step being a model trained on this many times the labels of the step before
     stop_min_labels: int = 100  # ... with at least this many labels
     stop_set: int = 1000  # documents in the fixed stop set every trained model predicts

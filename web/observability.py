@@ -37,7 +37,7 @@ class StoreCollector:
     """Prometheus collector whose figures come from the database at each scrape."""
 
     def __init__(self, store: Store, primary_metric: str = "f1_macro", worker_alive_s: float = 30.0,
-                 stop: tuple[int, float, int] = (3, 0.99, 100)) -> None:
+                 stop: tuple[int, float, int] = (2, 0.98, 100)) -> None:
         self.store = store
         self.primary_metric = primary_metric
         self.worker_alive_s = worker_alive_s
@@ -138,7 +138,7 @@ class Metrics:
     """The web process's metrics: the webhook counter and the database collector, in one registry."""
 
     def __init__(self, store: Store, primary_metric: str = "f1_macro", worker_alive_s: float = 30.0,
-                 stop: tuple[int, float, int] = (3, 0.99, 100)) -> None:
+                 stop: tuple[int, float, int] = (2, 0.98, 100)) -> None:
         from prometheus_client import CollectorRegistry, Counter  # noqa: PLC0415
 
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
