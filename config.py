@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from annotation_client import platform_class
 from annotation_client.labelstudio import OWNER as LABELSTUDIO_OWNER  # noqa: F401 - kept for callers
-from model.names import BATCH_MODES, CHECKPOINT_FAMILIES, FAMILIES, STRATEGIES
+from model.names import BATCH_MODES, CHECKPOINT_FAMILIES, FAMILIES, PRELABEL_MODES, STRATEGIES
 
 PRIMARY_METRICS = ("f1_macro", "f1_micro", "f1_weighted", "accuracy", "mcc", "f1")
 
@@ -137,7 +137,10 @@ class Settings:
     gate_max_drop: float = 0.10  # ... or when its cross-validated PRIMARY_METRIC is this far under the champion's
     # pre-labelling
     prelabel_k: int = 10
-    al_strategy: str = "margin"  # random|deterministic|least_confidence|entropy|margin|maxprob
+    # learn|review|mixed: what a pre-label batch is for (the model's next labels, the annotator's fastest confirms,
+    # half each); model/names.PRELABEL_MODES
+    prelabel_mode: str = "learn"
+    al_strategy: str = "margin"  # random|deterministic|least_confidence|entropy|margin|maxprob|confident
     al_batch: str = "auto"  # auto|top|diverse|balanced: how a batch is formed (model/query.py); auto: top,
     # or balanced for a multilabel scheme
     al_regex: str = ""  # only documents whose text matches (RE2 search: model/patterns.py)
@@ -317,6 +320,8 @@ class Settings:
             raise ValueError("PRELABEL_ENV=production refuses to start: " + "; ".join(problems))
         if s.log_format not in ("text", "json"):
             raise ValueError("setting LOG_FORMAT must be text or json")
+        if s.prelabel_mode not in PRELABEL_MODES:
+            raise ValueError(f"setting PRELABEL_MODE must be one of {', '.join(PRELABEL_MODES)}")
         if s.al_strategy not in STRATEGIES:
             raise ValueError(f"setting AL_STRATEGY must be one of {', '.join(STRATEGIES)}")
         if s.al_batch not in BATCH_MODES:

@@ -1,5 +1,6 @@
 """Learning curves of the service itself: macro F1 on a fixed test split against the number of labels, for each
-MODEL_FAMILIES setting and each selection (AL_STRATEGY, with AL_BATCH after a "+"), with a simulated annotator.
+MODEL_FAMILIES setting and each selection (AL_STRATEGY, with AL_BATCH after a "+" and PRELABEL_MODE after an "@"),
+with a simulated annotator.
 
 Each curve runs the worker's own code on a ``local/`` project in a temporary instance (SQLite store, model
 folders): every point is one retrain round (``Training.train``: the families due, cross-fitted over every label,
@@ -14,12 +15,15 @@ round on every pool label), the labels each selection needs to come within 0.01 
 it never gets there) and that count as a share of random's, the normalised area under the curve (up to the
 last point every curve of the dataset has), and where the stopping signal first came on. GoEmotions also gets
 TF-IDF + one-vs-rest LinearSVC on all the pool labels, in the same run, as the reference its full-data score must
-reach.
+reach. Every batch after the first model is shown pre-labelled by the champion, as annotators meet it: the share
+of suggestions the annotator kept as they were is printed per selection, beside the labels to the target, which is
+how PRELABEL_MODE (learn, review, mixed) is compared.
 
     python -m bench.learning_curves                        # the defaults below (about 3 h on 2 cores)
     python -m bench.learning_curves --datasets sms --seeds 42 --families quick --strategies random,margin
     python -m bench.learning_curves --families "hybrid,quick;quick;embed;rnn" --max-labels 1000
     python -m bench.learning_curves --families bert --datasets sms --subset 1000 --seeds 42 --max-labels 300
+    python -m bench.learning_curves --datasets sms,ag_news --seeds 42 --strategies margin,margin@review,margin@mixed
 
 Writes bench/out/learning_curves.json (every point), learning_curves_summary.json and learning_curves.png.
 """
@@ -39,6 +43,8 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+
+from model.names import mode_of
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 OUT = Path(__file__).resolve().parent / "out"
@@ -78,9 +84,11 @@ class Simulation:
         from storage import Document, Project, Store, text_hash  # noqa: PLC0415
         from worker.loop import Loop  # noqa: PLC0415
 
+        selection, _, mode = selection.partition("@")
         strategy, _, batch = selection.partition("+")
         self.settings = Settings.from_env({"INSTANCE_PATH": str(root), "MODEL_FAMILIES": families,
                                            "AL_STRATEGY": strategy, "AL_BATCH": batch or "top",
+                                           "PRELABEL_MODE": mode or "learn",
                                            "MODEL_SEED": str(seed), "LOG_LEVEL": "WARNING"})
         self.store = Store(self.settings.db_url)
         self.store.create_all()
@@ -100,6 +108,8 @@ class Simulation:
             s.flush()
             self.doc_of = {int(i): d.id for i, d in zip(pool, docs)}
         self.labelled: list[int] = []
+        # the last batch's suggestions: (how each was chosen, whether the annotator kept it as it was)
+        self.shown: list[tuple[str, bool]] = []
 
     def annotate(self, rows: Sequence[int]) -> None:
         from storage import Label  # noqa: PLC0415
@@ -136,10 +146,12 @@ class Simulation:
         clf = self.champion()
         taken = set(self.labelled)
         rest = [i for i in self.doc_of if i not in taken]
+        self.shown = []
         if clf is None:  # no model yet (too few labels or one class): the service waits; the annotator goes on
             return list(np.random.default_rng(len(taken)).permutation(rest)[:n])
         counts = class_counts(list(self.labels[i]) if self.multilabel else self.labels[i] for i in self.labelled)
-        idx, _, tag = self.loop.prelabels.choose(clf, [self.texts[i] for i in rest], n, counts)
+        choice = self.loop.prelabels.choose(clf, [self.texts[i] for i in rest], n, counts)
+        idx, tag = choice.idx, choice.tag
         # as Prelabels.prelabel: AUDIT_SHARE of the batch drawn at random for the estimate, first; a random cold
         # start's picks are random documents too
         from storage import ModelVersion, Project  # noqa: PLC0415
@@ -150,6 +162,13 @@ class Simulation:
         picks = list(dict.fromkeys([int(i) for i in audit] + [int(i) for i in idx]))[:n]
         random_picks = picks if tag.startswith("cold_start:random") or tag == "random" else audit
         self.loop.prelabels.mark_audit([self.doc_of[rest[i]] for i in random_picks])
+        # the annotator meets each pick pre-labelled by the champion (Prelabels.suggestion) and keeps it or not
+        why = dict(zip((int(i) for i in choice.idx), choice.tags))
+        decided = clf.decide(clf.predict_proba([self.texts[rest[i]] for i in picks])) if picks else []
+        for i, d in zip(picks, decided):
+            truth = self.labels[rest[i]]
+            kept = set(d) == set(truth) if self.multilabel else str(d) == str(truth)
+            self.shown.append(("audit:random" if i in set(audit) else why.get(i, tag), bool(kept)))
         return [rest[i] for i in picks]
 
     def stop(self) -> dict[str, Any]:
@@ -259,6 +278,12 @@ def curve(texts: list[str], labels: list[Any], multilabel: bool, pool: np.ndarra
             rounds.append(row)
             if k + 1 < len(schedule):
                 sim.annotate(sim.next_batch(schedule[k + 1] - len(sim.labelled)))
+                # the batch annotated after this round: how many suggestions were kept as they were, by kind
+                row["shown"] = len(sim.shown)
+                row["accepted"] = sum(kept for _, kept in sim.shown)
+                row["accepted_by"] = {m: [sum(k for w, k in sim.shown if mode_of(w) == m),
+                                          sum(1 for w, _ in sim.shown if mode_of(w) == m)]
+                                      for m in sorted({mode_of(w) for w, _ in sim.shown})}
         family = clf.family if clf is not None else None
     logger.warning("%s %s seed %d: %s (%.0fs)", families, selection, seed,
                    " ".join(f"{r['labels']}:{r['champion']:.3f}/est {r.get('estimate') or 0:.3f}/ece "
@@ -519,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level="WARNING", format="%(asctime)s %(message)s")
     warnings.filterwarnings("ignore")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from model.names import BATCH_MODES, FAMILIES, STRATEGIES  # noqa: PLC0415
+    from model.names import BATCH_MODES, FAMILIES, PRELABEL_MODES, STRATEGIES  # noqa: PLC0415
 
     families = [f.strip() for f in args.families.split(";") if f.strip()]
     selections = [s.strip() for s in args.strategies.split(",") if s.strip()]
@@ -527,9 +552,11 @@ def main(argv: list[str] | None = None) -> int:
         if bad := [f for f in fams.split(",") if f.strip() not in FAMILIES]:
             ap.error(f"unknown family {bad[0]!r}; known: {', '.join(FAMILIES)}")
     for sel in selections:
-        strategy, _, batch = sel.partition("+")
-        if strategy not in STRATEGIES or (batch and batch not in BATCH_MODES):
-            ap.error(f"selection {sel!r}: AL_STRATEGY one of {STRATEGIES}, optionally +one of {BATCH_MODES}")
+        rest, _, mode = sel.partition("@")
+        strategy, _, batch = rest.partition("+")
+        if strategy not in STRATEGIES or (batch and batch not in BATCH_MODES) or (mode and mode not in PRELABEL_MODES):
+            ap.error(f"selection {sel!r}: AL_STRATEGY one of {STRATEGIES}, optionally +one of {BATCH_MODES}, "
+                     f"optionally @PRELABEL_MODE one of {PRELABEL_MODES}")
     schedule = [b for b in SCHEDULE if b <= args.max_labels]
     results: list[dict[str, Any]] = []
     args.out.mkdir(parents=True, exist_ok=True)
@@ -573,13 +600,67 @@ def merge(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(out.values())
 
 
+def modes(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per dataset, families and selection (PRELABEL_MODE after "@"), over the seeds: the labels the mean curve
+    needs to come within 0.01 of the full-data score, and the share of suggestions the simulated annotator kept as
+    they were (all of them; before and from 200 labels; by kind of pick: learn, review, audit)."""
+    groups: dict[tuple[str, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for r in results:
+        for key, c in r["curves"].items():
+            if any("shown" in x for x in c.get("rounds") or []):
+                groups.setdefault((r["dataset"], key), []).append((r, c))
+    out = []
+    for (dataset, key), runs in groups.items():
+        fams, sel = key.split(" | ")
+        target = float(np.mean([r["full"][fams]["f1_macro"] for r, _ in runs])) - 0.01
+        budgets = sorted(set.intersection(*(set(int(b) for b in c["points"]) for _, c in runs)))
+        mean = {b: float(np.mean([c["points"].get(b, c["points"].get(str(b))) for _, c in runs])) for b in budgets}
+        rows = [x for _, c in runs for x in c["rounds"] if "shown" in x]
+
+        def share(xs: list[dict[str, Any]]) -> float | None:
+            n = sum(x["shown"] for x in xs)
+            return sum(x["accepted"] for x in xs) / n if n else None
+
+        by: dict[str, list[int]] = {}
+        for x in rows:
+            for m, (a, n) in (x.get("accepted_by") or {}).items():
+                by.setdefault(m, [0, 0])
+                by[m][0] += a
+                by[m][1] += n
+        out.append({"dataset": dataset, "families": fams, "selection": sel, "mode": sel.partition("@")[2] or "learn",
+                    "target": target, "needed": labels_needed(mean, target), "last": budgets[-1] if budgets else None,
+                    "accepted": share(rows), "accepted_before_200": share([x for x in rows if x["labels"] < 200]),
+                    "accepted_from_200": share([x for x in rows if x["labels"] >= 200]),
+                    "accepted_by": {m: a / n for m, (a, n) in by.items() if n}, "shown": sum(x["shown"] for x in rows)})
+    return out
+
+
+def report_modes(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    def f(x: Any) -> str:
+        return "" if x is None else f"{x:.2f}"
+
+    print("\n## PRELABEL_MODE: labels to the full-data score - 0.01, and suggestions the annotator kept as they were")  # noqa: T201
+    print("\n| dataset | families | selection | labels to target | kept | kept < 200 labels | kept from 200 | "  # noqa: T201
+          "kept by kind |")
+    print("|" + "---|" * 8)  # noqa: T201
+    for r in rows:
+        need = str(r["needed"]) if r["needed"] is not None else f"> {r['last']}"
+        kinds = ", ".join(f"{m} {v:.2f}" for m, v in sorted(r["accepted_by"].items()))
+        print(f"| {r['dataset']} | {r['families']} | {r['selection']} | {need} | {f(r['accepted'])} | "  # noqa: T201
+              f"{f(r['accepted_before_200'])} | {f(r['accepted_from_200'])} | {kinds} |")
+
+
 def finish(results: list[dict[str, Any]], out: Path, stem: str) -> int:
     summary = summarise(results)
     summary["honesty"] = honesty(results)
+    summary["modes"] = modes(results)
     (out / f"{stem}_summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    report({k: v for k, v in summary.items() if k != "honesty"})
+    report({k: v for k, v in summary.items() if k not in ("honesty", "modes")})
     report_honesty(summary["honesty"])
-    plot({k: v for k, v in summary.items() if k != "honesty"}, out / f"{stem}.png")
+    report_modes(summary["modes"])
+    plot({k: v for k, v in summary.items() if k not in ("honesty", "modes")}, out / f"{stem}.png")
     plot_reliability(results, out / f"{stem}_reliability.png")
     print(f"\nwrote {out / (stem + '.json')}, {stem}_summary.json, {stem}.png and {stem}_reliability.png")  # noqa: T201
     return 0

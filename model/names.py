@@ -3,7 +3,25 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-STRATEGIES = ("random", "deterministic", "least_confidence", "entropy", "margin", "maxprob")
+STRATEGIES = ("random", "deterministic", "least_confidence", "entropy", "margin", "maxprob", "confident")
+# what a pre-label batch is for (PRELABEL_MODE, worker/loop/prelabel.py): learn = the active-learning batch (what the
+# model needs), review = the most confident suggestions first (what an annotator confirms fastest), mixed = half each
+PRELABEL_MODES = ("learn", "review", "mixed")
+
+
+def mode_of(tag: str | None) -> str:
+    """The kind of pick a pre-label's strategy tag (``Upload.strategy``) records: ``review`` (chosen as a sure
+    suggestion), ``audit`` (random, for the estimate), ``cold_start`` (random until every class has labels),
+    ``learn`` (active learning, any strategy and batch), ``unknown`` (uploads from before tags were kept)."""
+    if not tag:
+        return "unknown"
+    if tag.startswith("review"):
+        return "review"
+    if tag.startswith("audit"):
+        return "audit"
+    if tag.startswith("cold_start"):
+        return "cold_start"
+    return "learn"
 UNCERTAINTY = ("least_confidence", "entropy", "margin")
 # how a batch is formed from the strategy's scores (model/query.py): the n best; one per cluster of the best
 # candidates (diverse); quotas by class that favour rare classes (balanced); auto = top for a single-label

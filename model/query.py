@@ -76,6 +76,8 @@ def scores_for(strategy: str, proba: np.ndarray, *, multilabel: bool = False, la
         return entropy(proba, multilabel)
     if strategy == "margin":
         return margin(proba, multilabel)
+    if strategy == "confident":  # the review order: the surest suggestions first
+        return -least_confidence(proba, multilabel)
     if strategy == "maxprob":
         if label_index is None:
             raise QueryError("strategy maxprob needs a label")
@@ -135,7 +137,7 @@ def query(proba: np.ndarray, n: int, strategy: str, *, texts: Sequence[str] | No
         if texts is None:
             raise QueryError("a diverse batch needs the texts")
         order = _diverse(ranked, n, texts, seed)
-    elif batch == "balanced" and strategy not in ("deterministic", "maxprob") and len(ranked) > n:
+    elif batch == "balanced" and strategy not in ("deterministic", "maxprob", "confident") and len(ranked) > n:
         names = list(classes) if classes is not None else [str(i) for i in range(proba.shape[1])]
         weights = np.array([1.0 / (1 + (counts or {}).get(c, 0)) for c in names])
         if multilabel:

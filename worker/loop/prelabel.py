@@ -9,7 +9,7 @@ import os
 from dataclasses import replace
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 from sqlalchemy import select, update
@@ -27,6 +27,16 @@ logger = logging.getLogger(__name__)
 # the share of a batch drawn at random until MIN_RANDOM random documents are labelled (then AUDIT_SHARE; the larger
 # of the two before): half a batch reaches 30 random labels within about 60 labels, and the estimate its interval
 AUDIT_SHARE_START = 0.5
+REVIEW_TAG = "review:confident"  # how a suggestion chosen for review is tagged (Upload.strategy)
+
+
+class Choice(NamedTuple):
+    """The documents ``Prelabels.choose`` picked: indices of the texts, best first; their probabilities; the batch's
+    tag (``margin``, ``cold_start:random``, ``review:confident``, ``mixed:margin``); each pick's own tag."""
+    idx: np.ndarray
+    proba: np.ndarray
+    tag: str
+    tags: list[str]
 
 
 class Prelabels:
@@ -111,31 +121,51 @@ class Prelabels:
                 out[doc_id] = str(names[max(range(len(p)), key=p.__getitem__)])
         return out
 
-    def choose(self, clf: Any, texts: list[str], n: int, counts: dict[str, int]) -> tuple[np.ndarray, np.ndarray, str]:
-        """Pick ``n`` of ``texts`` with the configured strategy and batch mode; random (within the regex) during
-        cold start, i.e. while some class (multilabel: the median label) has fewer than COLD_START_MIN training
-        labels (``counts``)."""
+    def choose(self, clf: Any, texts: list[str], n: int, counts: dict[str, int], mode: str | None = None) -> Choice:
+        """Pick ``n`` of ``texts`` for PRELABEL_MODE (``mode`` overrides it): ``learn``, the configured strategy and
+        batch mode; ``review``, the most confident suggestions first; ``mixed``, the two alternating (learn first).
+        Random (within the regex) during cold start, i.e. while some class (multilabel: the median label) has fewer
+        than COLD_START_MIN training labels (``counts``), whatever the mode: the model needs every class first."""
         from model.query import cold_start, query, resolve_batch  # noqa: PLC0415
 
         cfg = self.loop.settings
+        mode = mode or cfg.prelabel_mode
         proba = clf.predict_proba(texts)
         strategy = cfg.al_strategy
         multilabel = bool(getattr(clf, "multilabel_", False))
-        if cold_start(counts, [str(c) for c in clf.classes_], cfg.cold_start_min, multilabel):
+        cold = cold_start(counts, [str(c) for c in clf.classes_], cfg.cold_start_min, multilabel)
+        if cold:
             strategy = "random"
         label_index = list(clf.classes_).index(cfg.al_label) if cfg.al_label in clf.classes_ else None
         if strategy == "maxprob" and label_index is None:
             strategy = "least_confidence"
             logger.warning("AL_LABEL %r is not a class %s; using least_confidence", cfg.al_label, list(clf.classes_))
-        batch = resolve_batch(cfg.al_batch, multilabel) if strategy not in ("random", "deterministic", "maxprob") \
-            else "top"
-        idx, scores = query(proba, n, strategy, texts=texts, regex=cfg.al_regex or None, label_index=label_index,
-                            multilabel=multilabel, seed=cfg.model_seed + len(texts), batch=batch, counts=counts,
-                            classes=[str(c) for c in clf.classes_], thresholds=list(clf.thresholds()))
+        batch = resolve_batch(cfg.al_batch, multilabel) if strategy not in ("random", "deterministic", "maxprob",
+                                                                             "confident") else "top"
+        common = {"texts": texts, "regex": cfg.al_regex or None, "multilabel": multilabel,
+                  "seed": cfg.model_seed + len(texts), "counts": counts, "classes": [str(c) for c in clf.classes_],
+                  "thresholds": list(clf.thresholds())}
         tag = "cold_start:random" if strategy == "random" and cfg.al_strategy != "random" else strategy
         tag += f"+{batch}" if batch != "top" else ""
-        return idx, np.asarray([proba[i] for i in idx]).reshape(len(idx), -1), tag + (
-            f"[{cfg.al_regex}]" if cfg.al_regex else "")
+        tag += f"[{cfg.al_regex}]" if cfg.al_regex else ""
+        n_learn = n if cold or mode == "learn" else (0 if mode == "review" else (n + 1) // 2)
+        learn, _ = query(proba, n_learn, strategy, label_index=label_index, batch=batch, **common) if n_learn \
+            else (np.zeros(0, dtype=int), None)
+        picks, tags = [int(i) for i in learn], [tag] * len(learn)
+        if n_learn < n:
+            review_tag = REVIEW_TAG + (f"[{cfg.al_regex}]" if cfg.al_regex else "")
+            taken = set(picks)
+            ranked, _ = query(proba, min(len(texts), n + len(taken)), "confident", batch="top", **common)
+            sure = [int(i) for i in ranked if int(i) not in taken][:n - len(picks)]
+            if mode == "mixed":  # alternate, so the annotator meets both kinds from the start of the batch
+                order = [x for pair in zip(picks, sure) for x in pair] + picks[len(sure):] + sure[len(picks):]
+                tags = [tag if i in taken else review_tag for i in order]
+                picks = order
+            else:
+                picks, tags = sure, [review_tag] * len(sure)
+            tag = review_tag if mode == "review" else f"mixed:{tag}"
+        idx = np.asarray(picks, dtype=int)
+        return Choice(idx, np.asarray([proba[i] for i in idx]).reshape(len(idx), -1), tag, tags)
 
     def prelabel(self, project_id: int, version_id: int) -> int:
         """Upload PRELABEL_K documents chosen by the strategy, with the champion's label and probability. Returns
@@ -169,7 +199,9 @@ class Prelabels:
             return 0
         # room for documents that already show the suggestion they would get (skipped below, not re-uploaded)
         extra = min(len(shown), cfg.prelabel_k)
-        chosen, chosen_proba, strategy = self.choose(clf, texts, cfg.prelabel_k + extra, counts)
+        choice = self.choose(clf, texts, cfg.prelabel_k + extra, counts)
+        chosen, chosen_proba, strategy = choice.idx, choice.proba, choice.tag
+        why = {int(i): t for i, t in zip(choice.idx, choice.tags)}  # each pick's own tag (mixed batches)
         # random documents for the quality estimate (model/estimate.py), first in the batch: drawn uniformly from the
         # pool, never by active learning; a cold start's random picks are such documents too
         audit = self.draw_audit(project_id, version, len(docs), strategy, cfg.prelabel_k)
@@ -203,7 +235,7 @@ class Prelabels:
             else:
                 doc_id, key = self._create_corpus_document(project_id, texts[i])
             ours[key] = (doc_id, replace(sug, doc_id=key))
-            tags[key] = "audit:random" if i in audit else strategy
+            tags[key] = "audit:random" if i in audit else why.get(int(i), strategy)
             kept += 1
 
         def record(uploaded: Sequence[Suggestion], before: Mapping[str, tuple[Any, str]] | None = None) -> None:
