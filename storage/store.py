@@ -14,10 +14,13 @@ from sqlalchemy import create_engine, event, func, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from model.names import mode_of
+
 from .tables import (UNSAVED, Base, Document, Event, InFlight, ModelVersion, Project, TrainingRun, Upload, Worker,
                      current_labels, utcnow)
 
 logger = logging.getLogger(__name__)
+ACCEPTANCE_ROUNDS = 20  # rounds whose acceptance a project summary lists (the newest)
 
 
 class Store:
@@ -345,6 +348,7 @@ class Store:
             acc = s.execute(select(Upload.accepted, func.count()).where(Upload.project_id == p.id,
                                                                        Upload.accepted.is_not(None))
                             .group_by(Upload.accepted)).all()
+            acceptance = self._acceptance(s, p.id)
             by_state = dict(s.execute(select(Event.state, func.count()).where(Event.project_id == p.id)
                                       .group_by(Event.state)).all())
             return {"id": p.id, "platform": p.platform, "owner": p.owner, "name": p.name,
@@ -354,11 +358,39 @@ class Store:
                     "documents": n_docs, "labels": len(labels),
                     "events": by_state, "uploads": n_up,
                     "prelabels_reviewed": {"accepted": dict(acc).get(True, 0), "changed": dict(acc).get(False, 0)},
+                    "acceptance": acceptance,
                     "champion": champion.to_dict() if champion else None,
                     "retrain_requested": p.retrain_requested, "training": p.training_since is not None,
                     "last_reconcile": p.last_reconcile,
                     # per round: the share of the pool's predictions that changed (model/stopping.py)
                     "stability": list((p.schedule or {}).get("stability", []))}
+
+    @staticmethod
+    def _acceptance(s: Any, project_id: int, rounds: int = ACCEPTANCE_ROUNDS) -> dict[str, Any]:
+        """How many pre-labels people kept as they were, of those they labelled: per kind of pick (``learn``,
+        ``review``, ``audit``, ``cold_start``: model/names.mode_of) and per round (the model version that uploaded
+        them; the newest ``rounds``), each ``{"accepted", "reviewed", "rate"}``. One grouped query."""
+        rows = s.execute(select(ModelVersion.version, Upload.strategy, Upload.accepted, func.count())
+                         .join(ModelVersion, ModelVersion.id == Upload.model_version_id)
+                         .where(Upload.project_id == project_id, Upload.accepted.is_not(None))
+                         .group_by(ModelVersion.version, Upload.strategy, Upload.accepted)).all()
+
+        def add(into: dict[str, Any], key: Any, kept: bool, n: int) -> None:
+            cell = into.setdefault(key, {"accepted": 0, "reviewed": 0})
+            cell["accepted"] += n if kept else 0
+            cell["reviewed"] += n
+
+        by_mode: dict[str, Any] = {}
+        by_round: dict[int, Any] = {}
+        for version, strategy, kept, n in rows:
+            add(by_mode, mode_of(strategy), kept, n)
+            add(by_round, version, kept, n)
+            add(by_round[version].setdefault("by_mode", {}), mode_of(strategy), kept, n)
+        for cell in [*by_mode.values(), *by_round.values(), *(m for r in by_round.values()
+                                                              for m in r.get("by_mode", {}).values())]:
+            cell["rate"] = round(cell["accepted"] / cell["reviewed"], 4) if cell["reviewed"] else None
+        return {"by_mode": by_mode,
+                "by_round": [{"version": v, **by_round[v]} for v in sorted(by_round)[-rounds:]]}
 
     def document_known(self, project_id: int, platform_id: str) -> bool:
         """Whether the project has this platform document stored (one indexed lookup)."""

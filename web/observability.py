@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import func, select, text
 
+from model.names import mode_of
 from model.stopping import stop_signal
 from storage import Event, ModelVersion, Project, Store, Upload
 
@@ -76,6 +77,12 @@ class StoreCollector:
             "prelabel_person_saves_overwritten", "Person saves an upload of prelabel landed over (tagtog has no "
             "conditional write), by project and whether what the upload replaced was put back",
             labels=["project", "outcome"])
+        reviewed = CounterMetricFamily(
+            "prelabel_prelabels_reviewed", "Pre-labels people labelled, by project, kind of pick (learn, review, "
+            "audit, cold_start: PRELABEL_MODE) and whether they kept the suggestion as it was", labels=[
+                "project", "mode", "outcome"])
+        acceptance = GaugeMetricFamily("prelabel_acceptance_ratio", "Share of the labelled pre-labels people kept as "
+                                       "they were, by project and kind of pick", labels=["project", "mode"])
         workers = self.store.workers(self.worker_alive_s)
         for w in workers:
             for q in w["queues"]:
@@ -114,6 +121,16 @@ class StoreCollector:
                                              .where(Upload.overwrote.is_not(None))
                                              .group_by(Upload.project_id, Upload.overwrote)):
                 overwritten.add_metric([slug.get(pid, str(pid)), outcome], n)  # restored | flagged
+            kept: dict[tuple[str, str], list[int]] = {}
+            for pid, strategy, accepted, n in s.execute(
+                    select(Upload.project_id, Upload.strategy, Upload.accepted, func.count())
+                    .where(Upload.accepted.is_not(None)).group_by(Upload.project_id, Upload.strategy, Upload.accepted)):
+                cell = kept.setdefault((slug.get(pid, str(pid)), mode_of(strategy)), [0, 0])
+                cell[0 if accepted else 1] += n
+            for (name, mode), (yes, no) in kept.items():
+                reviewed.add_metric([name, mode, "accepted"], yes)
+                reviewed.add_metric([name, mode, "changed"], no)
+                acceptance.add_metric([name, mode], yes / (yes + no))
             for pid, p in projects.items():
                 history = (p.schedule or {}).get("stability") or []
                 if history and history[-1].get("kappa") is not None:
@@ -131,7 +148,7 @@ class StoreCollector:
         for (name, fam), total in totals.items():
             seconds.add_metric([name, fam], total)
         yield from (events, processed, depth, runs, seconds, last, score, labels, alive, since_seen, changed, stop,
-                    overwritten)
+                    overwritten, reviewed, acceptance)
 
 
 class Metrics:

@@ -284,3 +284,55 @@ def test_next_is_computed_in_a_read_process_and_its_loss_is_a_503(served):
     assert again.status_code == 200 and again.json["documents"] == first.json["documents"]
     assert set(reads.pids()).isdisjoint(children)
     assert c.get("/api/v1/projects/999/next").status_code == 404
+
+
+
+def test_prelabel_modes_and_acceptance_per_kind_and_round(trained, env):  # noqa: F811
+    """PRELABEL_MODE review uploads the surest suggestions, mixed alternates them with the active-learning picks;
+    what people keep is counted per kind of pick and per round, in the API, /metrics and the dashboard."""
+    from storage import Document, Upload
+    from worker.loop.prelabel import REVIEW_TAG
+
+    from ..worker.test_loop import annotate, deliver
+
+    c, loop, pid, _, truth = trained
+    server = env[1]
+    labelled = set(list(truth)[:200])
+    with loop.store.session() as s:
+        vid = s.get(Project, pid).champion_id
+        pool = [d.text for d in s.query(Document).filter(Document.project_id == pid) if d.platform_id not in labelled]
+    champion = c.get(f"/api/v1/projects/{pid}").json["champion"]["version"]
+    clf = loop.classifier(pid, vid)
+    counts = {"true": 50, "false": 150}  # past cold start
+    sure = clf.predict_proba(pool).max(axis=1)
+    review = loop.prelabels.choose(clf, pool, 4, counts, mode="review")
+    assert review.tag == REVIEW_TAG and review.tags == [REVIEW_TAG] * 4
+    assert sorted(sure[review.idx]) == sorted(sure)[-4:]  # the four surest suggestions of the pool
+    learn = loop.prelabels.choose(clf, pool, 4, counts, mode="learn")
+    mixed = loop.prelabels.choose(clf, pool, 6, counts, mode="mixed")
+    assert mixed.tag == f"mixed:{learn.tag}" and mixed.tags == [learn.tag, REVIEW_TAG] * 3
+    assert list(mixed.idx[::2]) == list(learn.idx[:3]) and list(mixed.idx[1::2]) == list(review.idx[:3])
+    assert max(sure[mixed.idx[::2]]) < min(sure[mixed.idx[1::2]])  # learn picks the unsure, review the sure
+
+    loop.settings = loop.settings.with_(prelabel_mode="mixed", audit_share=0.0)
+    assert loop.prelabels.prelabel(pid, vid) == 5
+    with loop.store.session() as s:
+        ups = [(s.get(Document, u.document_id).platform_id, u.value, u.strategy)
+               for u in s.query(Upload).order_by(Upload.id)]
+    assert [m for _, _, m in ups] == [learn.tag, REVIEW_TAG, learn.tag, REVIEW_TAG, learn.tag]
+    for docid, value, strategy in ups:  # people keep the review suggestions and change the first learn one
+        keep = docid != ups[0][0]
+        annotate(server, docid, {"labels": {"isSpam": json.loads(value) if keep else not json.loads(value)},
+                                 "confirm": True})
+        assert deliver(loop.store, loop, pid, docid).startswith("labelled")
+    acc = c.get(f"/api/v1/projects/{pid}").json["acceptance"]
+    assert acc["by_mode"] == {"learn": {"accepted": 2, "reviewed": 3, "rate": 0.6667},
+                              "review": {"accepted": 2, "reviewed": 2, "rate": 1.0}}
+    assert acc["by_round"] == [{"version": champion, "accepted": 4, "reviewed": 5, "rate": 0.8,
+                                "by_mode": acc["by_mode"]}]
+    text = c.get("/metrics").get_data(as_text=True)
+    assert 'prelabel_prelabels_reviewed_total{mode="learn",outcome="changed",project="tagtog-alice-spam"} 1.0' in text
+    assert 'prelabel_acceptance_ratio{mode="review",project="tagtog-alice-spam"} 1.0' in text
+    page = c.get(f"/dashboard/projects/{pid}").get_data(as_text=True)
+    assert 'id="acceptance-by-mode">learn 67%, review 100%' in page
+    assert f'<tr data-version="{champion}"><td>v{champion}</td><td class="num">80% <span class="muted">of 5' in page
