@@ -15,7 +15,7 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Collection, Iterable, Mapping, Sequence
 
 from .errors import WebhookRejected
 
@@ -131,6 +131,9 @@ class Platform(ABC):
     noun: ClassVar[str] = "document"  # what the platform calls a document, in event outcomes
     can_create_documents: ClassVar[bool] = False  # corpus samples can be uploaded as new documents
     can_upload: ClassVar[bool] = True  # pre-labels go back to the platform
+    # every unlabelled document carries the champion's suggestion and the platform's own queue serves them in
+    # prelabel's order (upload_queue: Label Studio); otherwise a batch of PRELABEL_K (upload_prelabels)
+    queues_pool: ClassVar[bool] = False
     receives_webhooks: ClassVar[bool] = True  # POST /webhooks/<name> exists
     lists_documents: ClassVar[bool] = True  # sync and reconcile have something to compare
     listing_is_complete: ClassVar[bool] = False  # list_labelled lists every document (absent = deleted)
@@ -219,6 +222,14 @@ class Platform(ABC):
         """Put back what an upload of ``version`` replaced (``replaced``, as passed to ``uploaded``); True when
         the platform was written."""
         return False
+
+    def upload_queue(self, project: ProjectRef, scheme: Scheme, suggestions: Sequence[Suggestion], *, mode: str,
+                     audit: Collection[str], still_wanted: Callable[[str], bool],
+                     uploaded: Callable[..., None]) -> int:
+        """(``queues_pool``) Write ``suggestions`` (the pool documents whose suggestion changed) and set the
+        platform's queue for PRELABEL_MODE ``mode``; ``audit``: documents drawn at random for the estimate, to be
+        served early. ``still_wanted`` and ``uploaded`` as in ``upload_prelabels``. Returns how many were written."""
+        raise NotImplementedError(f"{self.name} has no queue of its own")
 
     def create_document(self, project: ProjectRef, text: str, filename: str) -> str:
         """Upload a text as a new document (``can_create_documents``), found again by ``filename`` after a

@@ -19,11 +19,12 @@ import json
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Mapping, Sequence
 
 
 from formats.errors import FormatError
-from formats.labelstudio import (LabelConfig, build_prediction, model_version_name, parse_label_config,
+from formats.labelstudio import (AUDIT_CLUSTER, QUEUE_SAMPLING, QUEUE_VERSION, QUEUE_VIEWS, LabelConfig,
+                                 build_prediction, model_version_name, parse_label_config, queue_view,
                                  parse_webhook, task_label)
 
 from .base import Ignored, Listed, Plan, Platform, ProjectRef, Reading, Scheme, Suggestion, WebhookEvent, rejected
@@ -152,6 +153,43 @@ class LabelStudioClient:
         """Select the model version whose predictions the UI shows (it must already have predictions)."""
         self._request("PATCH", f"/api/projects/{int(project_id)}/", json={"model_version": model_version})
 
+    def update_project(self, project_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """PATCH project fields (``model_version``, ``sampling``); the project as it is now."""
+        return json_of(self._request("PATCH", f"/api/projects/{int(project_id)}/", json=dict(fields)),
+                       f"Label Studio project {int(project_id)}")
+
+    def create_prediction(self, prediction: Mapping[str, Any]) -> int:
+        """One prediction through ``POST /api/predictions``, the only call that keeps its ``cluster`` (the bulk
+        import drops it); its id. Not retried once sent."""
+        r = self._request("POST", "/api/predictions/", json=dict(prediction), idempotent=False)
+        return int(json_of(r, "Label Studio prediction").get("id", 0))
+
+    def delete_task_predictions(self, project_id: int, task_ids: Sequence[int], chunk: int = 1000) -> int:
+        """Delete every prediction of these tasks, ``chunk`` tasks a call (the Data Manager action
+        ``delete_tasks_predictions``); how many predictions went. Idempotent: a retry deletes nothing more."""
+        gone = 0
+        for i in range(0, len(task_ids), chunk):
+            r = self._request("POST", "/api/dm/actions", params={"id": "delete_tasks_predictions",
+                                                                  "project": int(project_id)},
+                              json={"selectedItems": {"all": False, "included": [int(t) for t in
+                                                                                 task_ids[i:i + chunk]]}})
+            gone += int(json_of(r, "Label Studio delete predictions").get("processed_items", 0))
+        return gone
+
+    def views(self, project_id: int) -> list[dict[str, Any]]:
+        """The project's Data Manager tabs."""
+        out = json_of(self._request("GET", "/api/dm/views/", params={"project": int(project_id)}),
+                      "Label Studio views")
+        return out if isinstance(out, list) else []
+
+    def create_view(self, project_id: int, data: Mapping[str, Any]) -> dict[str, Any]:
+        """A Data Manager tab (``data``: ``title``, ``ordering``, ``filters``)."""
+        return json_of(self._request("POST", "/api/dm/views/", json={"project": int(project_id), "data": dict(data)},
+                                     idempotent=False), "Label Studio view")
+
+
+QUEUE_CHUNK = 1000  # predictions per import call (Label Studio itself processes an import 500 at a time)
+
 
 def _key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
@@ -160,13 +198,15 @@ def _key(*parts: Any) -> str:
 class LabelStudioPlatform(Platform):
     """Label Studio projects: webhooks with a secret header (sent once, 1 s timeout, no retries: the periodic
     reconciliation takes over what is lost), ground truth from each task's latest annotation under the project's
-    label config, pre-labels as predictions with ``model_version`` (they never overwrite annotations)."""
+    label config, pre-labels as predictions (they never overwrite annotations) on every pool task, served by
+    the project's own labeling stream (``upload_queue``)."""
 
     name = "labelstudio"
     noun = "task"
     client_class = LabelStudioClient
     listing_is_complete = True  # the export lists every task: one missing was deleted
     retrain_on_scheme_change = True
+    queues_pool = True  # Community Edition has no active-learning loop: prelabel's suggestions and its sampling are it
 
     def __init__(self, client: LabelStudioClient, *, webhook_secret: str = "",
                  webhook_header: str = "X-Prelabel-Secret", max_webhook_bytes: int | None = None,
@@ -351,3 +391,51 @@ class LabelStudioPlatform(Platform):
         self.client.set_model_version(ls_id, mv)
         uploaded(todo)
         return n
+
+    def upload_queue(self, project: ProjectRef, scheme: Scheme, suggestions: Sequence[Suggestion], *, mode: str,
+                     audit: Collection[str], still_wanted: Callable[[str], bool],
+                     uploaded: Callable[..., None]) -> int:
+        """Label Studio Community's active-learning queue. Each changed task's predictions are deleted (one Data
+        Manager action per 1,000 tasks) and its new suggestion imported (one call per 1,000) under QUEUE_VERSION,
+        which the project selects, so every pool task carries exactly one current suggestion with its calibrated
+        score; a random document for the estimate goes in one call of its own, the only one that keeps its
+        ``cluster`` (AUDIT_CLUSTER: served early). Then the project's ``sampling`` follows PRELABEL_MODE (learn,
+        mixed: "Uncertainty sampling", lowest score first; review: sequential, with the "surest first" tab) and the
+        two prelabel tabs are created if missing."""
+        todo = [s for s in suggestions if still_wanted(s.doc_id)]
+        ls_id = int(project.name)
+        cfg = self.config(project)
+        if todo:
+            self.client.delete_task_predictions(ls_id, [int(s.doc_id) for s in todo])
+            bulk = [s for s in todo if s.doc_id not in audit]
+            for i in range(0, len(bulk), QUEUE_CHUNK):
+                part = bulk[i:i + QUEUE_CHUNK]
+                self.client.create_predictions(ls_id, [build_prediction(cfg, s.value, s.prob, QUEUE_VERSION,
+                                                                        int(s.doc_id)) for s in part])
+                uploaded(part)
+            for s in todo:
+                if s.doc_id in audit:
+                    self.client.create_prediction({**build_prediction(cfg, s.value, s.prob, QUEUE_VERSION,
+                                                                      int(s.doc_id)), "cluster": AUDIT_CLUSTER})
+                    uploaded([s])
+        self._queue_settings(ls_id, QUEUE_SAMPLING.get(mode, QUEUE_SAMPLING["learn"]), bool(todo))
+        return len(todo)
+
+    def _queue_settings(self, ls_id: int, sampling: str, wrote: bool) -> None:
+        """Select QUEUE_VERSION and ``sampling`` where the project differs (a model_version no prediction
+        carries is refused, hence ``wrote``), and create the prelabel tabs that are missing."""
+        current = self.client.get_project(ls_id)
+        change: dict[str, Any] = {}
+        if current.get("sampling") != sampling:
+            change["sampling"] = sampling
+        if current.get("model_version") != QUEUE_VERSION and (wrote or QUEUE_VERSION in self.client.model_versions(
+                ls_id)):
+            change["model_version"] = QUEUE_VERSION
+        if change:
+            self.client.update_project(ls_id, change)
+            logger.info("Label Studio project %s: %s", ls_id, ", ".join(f"{k} = {v}" for k, v in change.items()))
+        have = {(v.get("data") or {}).get("title") for v in self.client.views(ls_id)}
+        for title in QUEUE_VIEWS:
+            if title not in have:
+                self.client.create_view(ls_id, queue_view(title))
+                logger.info("Label Studio project %s: created the tab %r", ls_id, title)

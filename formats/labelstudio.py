@@ -254,6 +254,28 @@ def parse_predict_request(body: Any) -> tuple[int, list[Mapping[str, Any]], str]
     return parse_project_ref(data["project"]), tasks, config if isinstance(config, str) else ""
 
 
+# the model_version of the suggestions prelabel keeps on every pool task (one per task, rewritten where it changed),
+# which the project selects: not a champion's name, so an unchanged task keeps its prediction from round to round
+QUEUE_VERSION = "prelabel-queue"
+# the Data Manager tabs prelabel creates (once; a user may edit them): title -> ordering. Both list the tasks
+# without annotations; "next to label" is Label Studio's uncertainty order (lowest score first: the active-learning
+# order of a calibrated model), "surest first" the review order
+QUEUE_VIEWS = {"prelabel: next to label": ["tasks:predictions_score"],
+               "prelabel: surest first": ["-tasks:predictions_score"]}
+# the project's labeling stream ("Label All Tasks") per PRELABEL_MODE
+QUEUE_SAMPLING = {"learn": "Uncertainty sampling", "mixed": "Uncertainty sampling", "review": "Sequential sampling"}
+# the prediction cluster of random documents drawn for the estimate: Label Studio's uncertainty stream serves the
+# cluster this annotator labelled least first, so they are served early (the bulk import leaves cluster empty)
+AUDIT_CLUSTER = 1
+
+
+def queue_view(title: str) -> dict[str, Any]:
+    """The ``data`` of a prelabel Data Manager tab: its title, ordering, and the filter "no annotations yet"."""
+    return {"title": title, "ordering": QUEUE_VIEWS[title],
+            "filters": {"conjunction": "and", "items": [{"filter": "filter:tasks:total_annotations",
+                                                         "operator": "equal", "type": "Number", "value": 0}]}}
+
+
 def model_version_name(version: int | None) -> str:
     """The ``model_version`` Label Studio shows for a prelabel model version."""
     return f"prelabel-v{version}" if version else "prelabel-v0"
@@ -261,4 +283,5 @@ def model_version_name(version: int | None) -> str:
 
 __all__: Sequence[str] = ("ACTIONS", "FormatError", "LabelConfig", "TaskLabel", "Webhook", "annotation_choices",
                           "build_prediction", "model_version_name", "parse_label_config", "parse_predict_request",
+                          "AUDIT_CLUSTER", "QUEUE_SAMPLING", "QUEUE_VERSION", "QUEUE_VIEWS", "queue_view",
                           "parse_project_ref", "parse_webhook", "prediction_result", "task_label", "task_text")

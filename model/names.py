@@ -12,7 +12,8 @@ PRELABEL_MODES = ("learn", "review", "mixed")
 def mode_of(tag: str | None) -> str:
     """The kind of pick a pre-label's strategy tag (``Upload.strategy``) records: ``review`` (chosen as a sure
     suggestion), ``audit`` (random, for the estimate), ``cold_start`` (random until every class has labels),
-    ``learn`` (active learning, any strategy and batch), ``unknown`` (uploads from before tags were kept)."""
+    ``learn`` (active learning, any strategy and batch), ``pool`` (a suggestion on a pool task no pick chose, where
+    the platform queues the whole pool), ``unknown`` (uploads from before tags were kept)."""
     if not tag:
         return "unknown"
     if tag.startswith("review"):
@@ -21,6 +22,8 @@ def mode_of(tag: str | None) -> str:
         return "audit"
     if tag.startswith("cold_start"):
         return "cold_start"
+    if tag == "pool":  # Label Studio: every pool task carries a suggestion; the annotator's queue chose this one
+        return "pool"
     return "learn"
 UNCERTAINTY = ("least_confidence", "entropy", "margin")
 # how a batch is formed from the strategy's scores (model/query.py): the n best; one per cluster of the best

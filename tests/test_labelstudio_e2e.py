@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from annotation_client import AuthError, LabelStudioClient
+from formats.labelstudio import QUEUE_VERSION
 from scripts.labelstudio_server import TOKEN, LabelStudio, ensure_template, installed
 from scripts.stack import Stack
 
@@ -98,21 +99,47 @@ def wait_event(w, pred, timeout: float = 120) -> dict:
     raise TimeoutError(f"no such event within {timeout}s: {events(w, 10)}\n{w['stack'].log_tail('worker')}")
 
 
-def test_import_trains_and_uploads_predictions(world):
+def queue_of(w, project: int | None = None) -> dict[int, list[dict]]:
+    """Unlabelled task id -> its predictions of prelabel's queue version."""
+    tasks = [t for t in export(w["ls"], project or w["project"]) if not t["annotations"]]
+    return {t["id"]: [p for p in t["predictions"] if p["model_version"] == QUEUE_VERSION] for t in tasks}
+
+
+def test_import_trains_and_fills_the_community_queue(world):
+    """Label Studio Community Edition gets the loop: every pool task carries one suggestion with its calibrated
+    score, the project serves them by uncertainty sampling ("Label All Tasks"), and the two prelabel tabs exist.
+    The task Label Studio serves next is the one prelabel ranks first: a random document drawn for the estimate
+    (served early through its cluster), else the least confident suggestion, which is prelabel's own top pick."""
     ls, project, stack = world["ls"], world["project"], world["stack"]
     summary = stack.api("/api/v1/projects/1")
     assert summary["labels"] == N_LABELLED  # every imported annotation, recovered without ANNOTATION_CREATED
     assert summary["label"]["type"] == "enum" and summary["label"]["id"] == "label"
-    champion = summary["champion"]
-    assert champion is not None
-    name = f"prelabel-v{champion['version']}"
-    assert ls.api("GET", f"/api/projects/{project}/").json()["model_version"] == name
-    predicted = [t for t in unlabelled(world) if t["predictions"]]
-    assert len(predicted) >= 10
-    for t in predicted:
-        p = t["predictions"][-1]
-        assert p["model_version"].startswith("prelabel-v") and 0.5 <= p["score"] <= 1.0
-        assert p["result"][0]["value"]["choices"][0] in ("spam", "ham")
+    assert summary["champion"] is not None
+    proj = ls.api("GET", f"/api/projects/{project}/").json()
+    assert proj["model_version"] == QUEUE_VERSION and proj["sampling"] == "Uncertainty sampling"
+    queue = queue_of(world)
+    assert len(queue) == N_TASKS - N_LABELLED and all(len(ps) == 1 for ps in queue.values()), \
+        "every pool task carries exactly one current suggestion"
+    score = {t: ps[0]["score"] for t, ps in queue.items()}
+    for ps in queue.values():
+        assert 0.5 <= ps[0]["score"] <= 1.0 and ps[0]["result"][0]["value"]["choices"][0] in ("spam", "ham")
+    tabs = {v["data"]["title"]: v["data"] for v in ls.api("GET", "/api/dm/views/", params={"project": project}).json()}
+    assert tabs["prelabel: next to label"]["ordering"] == ["tasks:predictions_score"]
+    assert tabs["prelabel: surest first"]["ordering"] == ["-tasks:predictions_score"]
+    # the tab lists the unlabelled tasks, least confident first
+    listed = ls.api("GET", "/api/tasks", params={"project": project, "view": next(
+        v["id"] for v in ls.api("GET", "/api/dm/views/", params={"project": project}).json()
+        if v["data"]["title"] == "prelabel: next to label"), "page_size": 1000}).json()["tasks"]
+    assert [t["id"] for t in listed] and {t["id"] for t in listed} == set(queue)
+    assert [score[t["id"]] for t in listed] == sorted(score.values())
+    # "Label All Tasks"
+    served = ls.api("GET", f"/api/projects/{project}/next").json()
+    assert served["queue"] == "Active learning or random queue"
+    audit = {t for t, ps in queue.items() if ps[0].get("cluster") == 1}
+    first = min(audit or queue, key=score.__getitem__)
+    assert score[served["id"]] == score[first] and (not audit or served["id"] in audit)
+    top = stack.api("/api/v1/projects/1/next?n=1&strategy=least_confidence")["documents"][0]["docid"]
+    assert score[int(top)] == min(score[t] for t in queue if t not in audit)  # prelabel's own first pick
 
 
 def connect_ml_backend(w) -> int:
@@ -216,6 +243,33 @@ def test_reconcile_recovers_annotations_made_while_web_was_down(world):
     assert after["labels"] == before["labels"] + len(todo)
 
 
+def test_an_annotator_working_label_all_tasks_starts_from_suggestions(world):
+    """An annotator works through "Label All Tasks": every task Label Studio serves carries prelabel's suggestion;
+    after each new champion the pool still holds exactly one current suggestion per task (rewritten where it
+    changed, never added beside the old one), and what the annotator kept is counted per kind of pick."""
+    ls, project, stack = world["ls"], world["project"], world["stack"]
+    before = stack.settle(quiet_s=2, timeout=300)
+    reviewed = sum(c["reviewed"] for c in before["acceptance"]["by_mode"].values())
+    kept = 0
+    for _ in range(4):
+        served = ls.api("GET", f"/api/projects/{project}/next").json()
+        shown = [p for p in served["predictions"] if p["model_version"] == QUEUE_VERSION]
+        assert len(shown) == 1, served["predictions"]  # the annotator starts from prelabel's suggestion
+        truth = world["truth"][served["data"]["text"]]
+        kept += shown[0]["result"][0]["value"]["choices"] == [truth]
+        ls.annotate(served["id"], [truth])
+        stack.settle(quiet_s=2, timeout=300)
+    after = stack.api("/api/v1/projects/1")
+    assert after["champion"]["version"] > before["champion"]["version"]
+    queue = queue_of(world)
+    assert all(len(ps) == 1 for ps in queue.values())
+    counted = after["acceptance"]["by_mode"]
+    assert sum(c["reviewed"] for c in counted.values()) == reviewed + 4
+    assert sum(c["accepted"] for c in counted.values()) - sum(
+        c["accepted"] for c in before["acceptance"]["by_mode"].values()) == kept
+    assert after["acceptance"]["by_round"]  # per champion that uploaded them
+
+
 def test_label_config_change_is_picked_up(world):
     ls, project = world["ls"], world["project"]
     config = ('<View><Text name="text" value="$text"/><Choices name="label" toName="text" choice="single">'
@@ -243,10 +297,10 @@ def test_multilabel_project(world):
     summary = stack.api("/api/v1/projects/2")
     assert summary["label"]["scheme"] == "multilabel" and summary["labels"] == 150
     assert summary["champion"] is not None and summary["champion"]["classes"]["names"] == sorted(EMOTIONS)
-    preds = [p for t in export(ls, multi) for p in t["predictions"]]
-    assert len(preds) >= 10
-    for p in preds:
-        assert p["model_version"].startswith("prelabel-v") and 0.0 < p["score"] <= 1.0
+    queue = queue_of(world, multi)
+    assert len(queue) == 50 and all(len(ps) == 1 for ps in queue.values())  # every pool task: one suggestion
+    for p in (ps[0] for ps in queue.values()):
+        assert 0.0 < p["score"] <= 1.0
         assert set(p["result"][0]["value"]["choices"] if p["result"] else []) <= set(EMOTIONS)
     config = ls.api("GET", f"/api/projects/{multi}/").json()["label_config"]
     body = {"project": f"{multi}.1700000000", "label_config": config,

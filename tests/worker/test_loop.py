@@ -643,3 +643,47 @@ def test_random_documents_feed_the_estimate_and_old_versions_are_pruned(env, mon
         labelled = [d.id for d in s.query(Document).filter_by(audit=False) if d.platform_id in first]
     loop.prelabels.mark_audit(labelled[:25])  # 30 random labels now
     assert len(loop.prelabels.draw_audit(pid, 9, 500, "margin", 10)) == 1
+
+
+def test_a_queueing_platform_gets_every_pool_suggestion_then_only_the_changed_ones(env, monkeypatch):
+    """Where the platform queues the whole pool (Label Studio), every unlabelled document gets the champion's
+    suggestion; the next champion rewrites exactly those whose label changed or whose probability moved by
+    SCORE_STEP or more; random documents for the estimate are passed as such."""
+    from worker.loop.prelabel import POOL_TAG, SCORE_STEP
+
+    emu, server, store, loop, pid, truth = env
+    loop.settings = loop.settings.with_(model_families="quick", audit_share=0.5)
+    platform = loop.project(pid)[0]
+    calls = []
+
+    def upload_queue(ref, scheme, suggestions, *, mode, audit, still_wanted, uploaded):
+        calls.append(({s.doc_id: (s.value, s.prob) for s in suggestions}, set(audit), mode))
+        uploaded([s for s in suggestions if still_wanted(s.doc_id)])
+        return len(suggestions)
+
+    monkeypatch.setattr(type(platform), "queues_pool", True)
+    monkeypatch.setattr(platform, "upload_queue", upload_queue)
+    docids = list(truth)
+    r1 = confirm_and_train(env, docids[:60])
+    pool = set(docids[60:])
+    assert loop.prelabels.prelabel(pid, r1.champion_id) == len(pool)
+    first, audit, mode = calls[-1]
+    assert set(first) == pool and mode == "learn" and 0 < len(audit) <= 5 and audit <= pool
+    with store.session() as s:
+        tags = {u.strategy for u in s.query(Upload)}
+    assert POOL_TAG in tags and "audit:random" in tags
+    assert loop.prelabels.prelabel(pid, r1.champion_id) == 0  # a retried job writes nothing twice
+    for d in docids[60:70]:
+        annotate(server, d, {"labels": {"isSpam": truth[d]}, "confirm": True})
+        deliver(store, loop, pid, d)
+    r2 = loop.training.train(pid)
+    assert r2.status == "champion"
+    loop.prelabels.prelabel(pid, r2.champion_id)
+    second, audit2, _ = calls[-1]
+    clf = loop.classifier(pid, r2.champion_id)
+    with store.session() as s:
+        texts = {d.platform_id: d.text for d in s.query(Document) if d.platform_id in pool - set(docids[60:70])}
+    now = {k: loop.prelabels.suggestion(clf, k, row) for k, row in zip(texts, clf.predict_proba(list(texts.values())))}
+    changed = {k for k, sug in now.items() if sug.value != first[k][0] or abs(sug.prob - first[k][1]) >= SCORE_STEP}
+    assert audit2 <= set(second)  # newly drawn random documents are written again, as such
+    assert set(second) - audit2 == changed - audit2 and len(second) < len(texts)  # the rest keep what they show

@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 # of the two before): half a batch reaches 30 random labels within about 60 labels, and the estimate its interval
 AUDIT_SHARE_START = 0.5
 REVIEW_TAG = "review:confident"  # how a suggestion chosen for review is tagged (Upload.strategy)
+POOL_TAG = "pool"  # a suggestion on a pool document no pick chose (platforms that queue the whole pool)
+# a pool suggestion is written again when its label changes or its probability moves by this much (Label Studio
+# shows two decimals; rewriting every task for a 0.001 change would rewrite the whole pool every round)
+SCORE_STEP = 0.01
 
 
 class Choice(NamedTuple):
@@ -121,16 +125,18 @@ class Prelabels:
                 out[doc_id] = str(names[max(range(len(p)), key=p.__getitem__)])
         return out
 
-    def choose(self, clf: Any, texts: list[str], n: int, counts: dict[str, int], mode: str | None = None) -> Choice:
+    def choose(self, clf: Any, texts: list[str], n: int, counts: dict[str, int], mode: str | None = None,
+               proba: np.ndarray | None = None) -> Choice:
         """Pick ``n`` of ``texts`` for PRELABEL_MODE (``mode`` overrides it): ``learn``, the configured strategy and
         batch mode; ``review``, the most confident suggestions first; ``mixed``, the two alternating (learn first).
         Random (within the regex) during cold start, i.e. while some class (multilabel: the median label) has fewer
-        than COLD_START_MIN training labels (``counts``), whatever the mode: the model needs every class first."""
+        than COLD_START_MIN training labels (``counts``), whatever the mode: the model needs every class first.
+        ``proba``: the model's probabilities of ``texts``, when the caller has them already."""
         from model.query import cold_start, query, resolve_batch  # noqa: PLC0415
 
         cfg = self.loop.settings
         mode = mode or cfg.prelabel_mode
-        proba = clf.predict_proba(texts)
+        proba = clf.predict_proba(texts) if proba is None else proba
         strategy = cfg.al_strategy
         multilabel = bool(getattr(clf, "multilabel_", False))
         cold = cold_start(counts, [str(c) for c in clf.classes_], cfg.cold_start_min, multilabel)
@@ -190,7 +196,10 @@ class Prelabels:
                 Document.project_id == project_id, Document.platform_id.is_(None), Document.source == "corpus"))
                 if d.id not in labelled]
             done = set(s.scalars(select(Upload.document_id).where(Upload.model_version_id == version_id)))
-            shown = self._shown_suggestions(s, project_id, labelled)
+            shown_full = self._shown(s, project_id, labelled)
+            shown = {d: v for d, (v, _, _) in shown_full.items()}
+            keys = dict(s.execute(select(Document.id, Document.platform_id).where(
+                Document.project_id == project_id, Document.platform_id.is_not(None))).all())
         corpus = [t for t in dict.fromkeys(imported + self.corpus_texts()) if text_hash(t) not in known_hashes
                   ] if platform.can_create_documents else []  # elsewhere: import into the platform's project
         texts = [t for _, t in docs] + corpus
@@ -199,7 +208,8 @@ class Prelabels:
             return 0
         # room for documents that already show the suggestion they would get (skipped below, not re-uploaded)
         extra = min(len(shown), cfg.prelabel_k)
-        choice = self.choose(clf, texts, cfg.prelabel_k + extra, counts)
+        proba = clf.predict_proba(texts)
+        choice = self.choose(clf, texts, cfg.prelabel_k + extra, counts, proba=proba)
         chosen, chosen_proba, strategy = choice.idx, choice.proba, choice.tag
         why = {int(i): t for i, t in zip(choice.idx, choice.tags)}  # each pick's own tag (mixed batches)
         # random documents for the quality estimate (model/estimate.py), first in the batch: drawn uniformly from the
@@ -207,7 +217,7 @@ class Prelabels:
         audit = self.draw_audit(project_id, version, len(docs), strategy, cfg.prelabel_k)
         if audit:
             chosen = np.concatenate([np.asarray(audit, dtype=int), [i for i in chosen if i not in set(audit)]])
-            chosen_proba = clf.predict_proba([texts[i] for i in chosen])
+            chosen_proba = proba[chosen]
         if strategy.startswith("cold_start:random") or strategy == "random":
             audit = [i for i in chosen[:cfg.prelabel_k] if i < len(docs)]
         self.mark_audit([docs[i][0] for i in audit])
@@ -218,6 +228,35 @@ class Prelabels:
             return dumps_value(value if isinstance(value, list) else class_value(value, scheme.type))
 
         tags: dict[str, str] = {}  # platform doc id -> how it was chosen
+
+        def record(uploaded: Sequence[Suggestion], before: Mapping[str, tuple[Any, str]] | None = None) -> None:
+            before = before or {}  # at once: a retried job skips what is done
+            with self.loop.store.session() as s:
+                s.add_all([Upload(project_id=project_id, document_id=ours[u.doc_id][0], model_version_id=version_id,
+                                  value=stored(u.value), prob=u.prob, strategy=tags[u.doc_id],
+                                  read_at=before.get(u.doc_id, (None, None))[0],
+                                  replaced=before.get(u.doc_id, (None, None))[1]) for u in uploaded])
+
+        if platform.queues_pool:  # every pool document carries the suggestion; the platform's queue orders them
+            picked = {int(i): "audit:random" if i in set(audit) else why.get(int(i), strategy)
+                      for i in chosen[:cfg.prelabel_k]}
+            for j, (doc_id, _) in enumerate(docs):
+                sug = self.suggestion(clf, "", proba[j])
+                tag = picked.get(j, POOL_TAG)
+                before = shown_full.get(doc_id)
+                if doc_id in done or (before is not None and before[0] == stored(sug.value)
+                                      and abs(before[1] - sug.prob) < SCORE_STEP
+                                      and (tag != "audit:random" or before[2] == tag)):
+                    continue  # the task shows this suggestion already (or this job uploaded it before a retry)
+                ours[keys[doc_id]] = (doc_id, replace(sug, doc_id=keys[doc_id]))
+                tags[keys[doc_id]] = tag
+            pending = self._saves_pending(project_id)
+            n = platform.upload_queue(ref, scheme, [sug for _, sug in ours.values()], mode=cfg.prelabel_mode,
+                                      audit={k for k, t in tags.items() if t == "audit:random"},
+                                      still_wanted=lambda key: key not in pending, uploaded=record)
+            logger.info("%s project %s/%s: %d of %d pool suggestions changed with v%d and were written (%s)",
+                        platform.name, ref.owner, ref.name, n, len(docs), version, strategy)
+            return n
         kept = 0  # this version's pre-labels, done by an earlier try of this job included
         for i, row in zip(chosen, chosen_proba):
             if kept >= cfg.prelabel_k:
@@ -237,14 +276,6 @@ class Prelabels:
             ours[key] = (doc_id, replace(sug, doc_id=key))
             tags[key] = "audit:random" if i in audit else why.get(int(i), strategy)
             kept += 1
-
-        def record(uploaded: Sequence[Suggestion], before: Mapping[str, tuple[Any, str]] | None = None) -> None:
-            before = before or {}  # at once: a retried job skips what is done
-            with self.loop.store.session() as s:
-                s.add_all([Upload(project_id=project_id, document_id=ours[u.doc_id][0], model_version_id=version_id,
-                                  value=stored(u.value), prob=u.prob, strategy=tags[u.doc_id],
-                                  read_at=before.get(u.doc_id, (None, None))[0],
-                                  replaced=before.get(u.doc_id, (None, None))[1]) for u in uploaded])
 
         n = platform.upload_prelabels(ref, scheme, [sug for _, sug in ours.values()], version,
                                       lambda key: not self._save_pending(project_id, key), record)
@@ -279,11 +310,18 @@ class Prelabels:
         return sorted(rng.choice(pool, size=n, replace=False).tolist()) if n else []
 
     @staticmethod
-    def _shown_suggestions(s: Any, project_id: int, labelled: set[int]) -> dict[int, str]:
-        """document id -> the value of prelabel's latest upload, for unlabelled documents (what they show now)."""
-        rows = s.execute(select(Upload.document_id, Upload.value).where(Upload.project_id == project_id)
-                         .order_by(Upload.id)).all()
-        return {d: v for d, v in rows if d not in labelled}
+    def _shown(s: Any, project_id: int, labelled: set[int]) -> dict[int, tuple[str, float, str | None]]:
+        """document id -> (value, probability, tag) of prelabel's latest upload, for unlabelled documents (what
+        they show now)."""
+        rows = s.execute(select(Upload.document_id, Upload.value, Upload.prob, Upload.strategy)
+                         .where(Upload.project_id == project_id).order_by(Upload.id)).all()
+        return {d: (v, p, t) for d, v, p, t in rows if d not in labelled}
+
+    def _saves_pending(self, project_id: int) -> set[str]:
+        """Platform ids of documents whose save waits in our queue (``_save_pending`` for a whole pool at once)."""
+        with self.loop.store.session() as s:
+            return set(s.scalars(select(Event.doc_id).where(Event.project_id == project_id,
+                                                            Event.state.in_(("queued", "processing")))))
 
     @staticmethod
     def suggestion(clf: Any, key: str, row: np.ndarray) -> Suggestion:
