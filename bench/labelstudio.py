@@ -1,10 +1,11 @@
-"""Label Studio freshness: time from an annotation in a real Label Studio to new predictions on other tasks.
+"""Label Studio freshness: time from an annotation in a real Label Studio to a new champion's suggestions in its queue.
 
 Starts Label Studio 1.23.2 (its own virtualenv, see scripts/labelstudio_server.py) and prelabel (web, worker,
 ML backend) on 127.0.0.1, imports an SMS spam/ham project (``--tasks`` tasks, ``--seed-labels`` of them imported
 with annotations: those send only TASKS_CREATED, which prelabel turns into a reconcile), connects prelabel by
-webhook, annotates ``--annotations`` pre-labelled tasks one at a time through Label Studio's API (as an annotator
-working through the suggestions) and measures, for each, the time until Label Studio shows more predictions. Then it stops prelabel's web process, annotates ``--while-down``
+webhook, annotates ``--annotations`` tasks one at a time through Label Studio's API, each the one its labeling
+stream serves next (as an annotator clicking Label All Tasks), and measures, for each, the time until a new
+champion's suggestions are in the queue. Then it stops prelabel's web process, annotates ``--while-down``
 tasks (their webhooks are lost), restarts it, asks for a reconciliation and counts what it recovered.
 
     python -m bench.labelstudio --tasks 1000 --annotations 20
@@ -45,8 +46,13 @@ def sms_tasks(n: int, n_labelled: int, seed: int = 7) -> tuple[list[dict], dict[
     return tasks, truth
 
 
-def predictions_total(ls: LabelStudio, project: int) -> int:
-    return int(ls.api("GET", f"/api/projects/{project}/").json()["total_predictions_number"])
+def round_done(summary: dict, before: int) -> bool:
+    """A newer champion than ``before`` and nothing left to do: its suggestions are in Label Studio's queue (the
+    pre-label job runs in the same retrain job, before the retrain flag and the queue are clear). The count of
+    predictions no longer tells: a changed suggestion replaces the task's prediction, it is not added beside it."""
+    ev = summary["events"]
+    return ((summary["champion"] or {}).get("version") or 0) > before and not summary["retrain_requested"] \
+        and not summary["training"] and not ev.get("queued", 0) + ev.get("processing", 0)
 
 
 def unlabelled(ls: LabelStudio, project: int) -> list[tuple[int, str]]:
@@ -54,13 +60,6 @@ def unlabelled(ls: LabelStudio, project: int) -> list[tuple[int, str]]:
     tasks = ls.api("GET", f"/api/projects/{project}/export",
                    params={"exportType": "JSON", "download_all_tasks": "true"}).json()
     return [(t["id"], t["data"]["text"]) for t in tasks if not t["annotations"]]
-
-
-def suggested(ls: LabelStudio, project: int) -> list[tuple[int, str]]:
-    """Unlabelled tasks with a prediction of the version the project shows: what the annotator sees."""
-    shown = ls.api("GET", f"/api/projects/{project}/").json()["model_version"]
-    return [(t["id"], t["data"]["text"]) for t in ls.tasks(project) if not t["annotations"]
-            and any(p["model_version"] == shown for p in t["predictions"])]
 
 
 def run(args: argparse.Namespace, work: Path) -> dict:
@@ -80,18 +79,20 @@ def run(args: argparse.Namespace, work: Path) -> dict:
             logger.info("import of %d tasks (%d labelled) to the first predictions: %.1fs", len(tasks),
                         args.seed_labels, first)
             latencies = []
-            for _ in range(args.annotations):  # the annotator takes a pre-labelled task, as in the UI
-                task_id, text = suggested(ls, project)[0]
-                before = predictions_total(ls, project)
+            for _ in range(args.annotations):  # the annotator takes the task "Label All Tasks" serves, as in the UI
+                served = ls.api("GET", f"/api/projects/{project}/next").json()
+                task_id, text = served["id"], served["data"]["text"]
+                before = stack.api("/api/v1/projects/1")["champion"]["version"]
                 t0 = time.monotonic()
                 ls.annotate(task_id, [truth[text]])
-                while predictions_total(ls, project) <= before:
+                while not round_done(stack.api("/api/v1/projects/1"), before):
                     if time.monotonic() - t0 > 120:
-                        raise TimeoutError(f"no new predictions 120 s after annotating task {task_id}\n"
+                        raise TimeoutError(f"no new champion's suggestions 120 s after annotating task {task_id}\n"
                                            f"{stack.log_tail('worker')}")
                     time.sleep(0.1)
                 latencies.append(time.monotonic() - t0)
-                logger.info("task %d annotated: new predictions after %.2fs", task_id, latencies[-1])
+                logger.info("task %d annotated: the queue follows a new champion after %.2fs", task_id,
+                            latencies[-1])
             summary = stack.settle(quiet_s=3, timeout=600)
             # webhooks are lost while prelabel's web process is down: reconciliation recovers them
             stack.stop_process("web")
