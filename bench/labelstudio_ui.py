@@ -55,6 +55,22 @@ def wait_for(driver: Any, find: Any, timeout: float = 60.0) -> Any:
     raise TimeoutError(f"not on the page after {timeout}s: {driver.current_url}")
 
 
+def visible_text(driver: Any, needle: str) -> bool:
+    """Whether ``needle`` is in the page's text, its iframes' included (Label Studio may render a task in one)."""
+    from selenium.webdriver.common.by import By  # noqa: PLC0415
+
+    if needle in driver.find_element(By.TAG_NAME, "body").text:
+        return True
+    for frame in driver.find_elements(By.TAG_NAME, "iframe"):
+        driver.switch_to.frame(frame)
+        try:
+            if needle in driver.find_element(By.TAG_NAME, "body").text:
+                return True
+        finally:
+            driver.switch_to.default_content()
+    return False
+
+
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from selenium.webdriver.common.by import By  # noqa: PLC0415
 
@@ -86,8 +102,15 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 wait_for(driver, lambda d: d.find_element(
                     By.XPATH, "//button[contains(., 'Label All Tasks')]")).click()
                 wait_for(driver, lambda d: "labeling" in d.current_url or "task=" in d.current_url)
-                text = wait_for(driver, lambda d: [t for t in truth if d.find_elements(
-                    By.XPATH, f"//*[contains(text(), {json.dumps(t[:40])})]")], timeout=90)
+                # the task the stream served this user is locked to them: the API answers the same one
+                served = ls.api("GET", f"/api/projects/{project}/next").json()
+                shown = served["data"]["text"]
+                try:
+                    wait_for(driver, lambda d: visible_text(d, shown[:30]), timeout=90)
+                except TimeoutError:
+                    (args.out / "labelstudio_page.html").write_text(driver.page_source)
+                    driver.save_screenshot(str(args.out / "labelstudio_label_all_tasks.png"))
+                    raise
                 time.sleep(2)
                 driver.save_screenshot(str(args.out / "labelstudio_label_all_tasks.png"))
                 checked = [e.get_attribute("value") or e.find_element(By.XPATH, "..").text for e in
@@ -98,13 +121,11 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 driver.quit()
     finally:
         ls.stop()
-    shown = text[0]
-    served = int(page_url.split("task=")[1].split("&")[0]) if "task=" in page_url else None
-    pred = queue.get(served) if served is not None else None
+    pred = queue.get(served["id"])
     lowest = min((p["score"] for p in queue.values() if p), default=None)
     return {"labels": summary["labels"], "champion": summary["champion"]["version"] if summary["champion"] else None,
             "pool_tasks": len(queue), "pool_tasks_with_suggestion": sum(p is not None for p in queue.values()),
-            "tabs_seen": sorted(set(tabs)), "served_task": served, "text_on_screen": shown[:80],
+            "tabs_seen": sorted(set(tabs)), "served_task": served["id"], "text_on_screen": shown[:80],
             "choice_selected_on_screen": checked, "truth": truth[shown],
             "suggestion": pred and {"choice": pred["result"][0]["value"]["choices"], "score": pred["score"],
                                     "cluster": pred.get("cluster")},

@@ -234,8 +234,9 @@ class Prelabels:
                                   replaced=before.get(u.doc_id, (None, None))[1]) for u in uploaded])
 
         if platform.queues_pool:  # every pool document carries the suggestion; the platform's queue orders them
-            picked = {int(i): "audit:random" if i in set(audit) else why.get(int(i), strategy)
-                      for i in chosen[:cfg.prelabel_k]}
+            drawn = set(audit)
+            picked = {int(i): "audit:random" if i in drawn else why.get(int(i), strategy)
+                      for i in chosen[:cfg.prelabel_k]}  # the batch's kinds of pick; the rest of the pool: POOL_TAG
             for j, (doc_id, _) in enumerate(docs):
                 sug = self.suggestion(clf, "", proba[j])
                 tag = picked.get(j, POOL_TAG)
