@@ -76,3 +76,34 @@ def test_honesty_summary_measures_the_loop_against_the_truth():
     assert row["worst_reject_run"] == 3  # 300, 500 and 1000 rejected candidates better by 0.02 to 0.04
     assert row["gate_hit"] == 3 / 6 and row["stop"] == [(300, None)]  # never within 0.02 of 0.88
     assert row["worst_drop"] == 0.0 and row["at_50"] == 0.0
+
+
+def test_the_simulated_annotator_meets_suggestions_and_the_modes_are_compared(tmp_path):
+    """Each batch is shown pre-labelled: review picks the surest suggestions, which the annotator keeps more often
+    than the active-learning picks; the modes summary reads labels-to-target and the kept shares per kind."""
+    texts, labels, multilabel = lc.load("sms")
+    texts, labels = texts[:400], labels[:400]
+    pool, _ = lc.split(labels, multilabel, 1)
+    start = [int(i) for i in pool[:40]]
+    kept = {}
+    for mode in ("learn", "review"):
+        sim = lc.Simulation(texts, labels, multilabel, pool, 1, "quick", f"margin@{mode}", tmp_path / mode)
+        sim.annotate(start)
+        assert sim.round() is not None
+        batch = sim.next_batch(30)
+        assert len(sim.shown) == len(batch) == 30
+        assert {lc.mode_of(w) for w, _ in sim.shown} <= {"learn", "review", "audit", "cold_start"}
+        kept[mode] = np.mean([k for w, k in sim.shown if lc.mode_of(w) != "audit"])
+    assert kept["review"] >= 0.9 and kept["review"] > kept["learn"]
+
+    def run(sel, points, shown):
+        return {"dataset": "d", "seed": 1, "n_pool": 1000, "full": {"quick": {"f1_macro": 0.90}},
+                "curves": {f"quick | {sel}": {"points": points, "rounds": [
+                    {"labels": b, "shown": n, "accepted": a, "accepted_by": {"learn": [a, n]}}
+                    for b, (n, a) in zip(points, shown)]}}}
+    rows = lc.modes([run("margin", {100: 0.85, 300: 0.895}, [(10, 5), (10, 9)]),
+                     run("margin@review", {100: 0.80, 300: 0.85}, [(10, 10), (10, 10)])])
+    by = {r["selection"]: r for r in rows}
+    assert by["margin"]["needed"] == 300 and by["margin"]["accepted"] == 0.7 and by["margin"]["mode"] == "learn"
+    assert by["margin"]["accepted_before_200"] == 0.5 and by["margin"]["accepted_from_200"] == 0.9
+    assert by["margin@review"]["needed"] is None and by["margin@review"]["mode"] == "review"
