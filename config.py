@@ -339,6 +339,11 @@ class Settings:
         if s.stop_rounds < 1 or not 0 <= s.stop_kappa <= 1 or s.stop_min_labels < 0 or s.stop_set < 10:
             raise ValueError("settings STOP_ROUNDS must be >= 1, STOP_KAPPA between 0 and 1, STOP_MIN_LABELS >= 0 "
                              "and STOP_SET >= 10")
+        for name, (low, high) in RANGES.items():
+            value = getattr(s, name)
+            if value < low or (high is not None and value > high):
+                raise ValueError(f"setting {name.upper()} must be " + (f"between {low} and {high}" if high is not None
+                                                                        else f"at least {low}") + f", got {value}")
         if s.al_regex:
             from model.patterns import PatternError, compile_pattern  # noqa: PLC0415 - RE2 only when a pattern is set
 
@@ -348,6 +353,17 @@ class Settings:
                 raise ValueError(f"setting AL_REGEX: {exc}") from None
         return s
 
+
+# the numeric settings not checked on their own in Settings.from_env: (lowest, highest) accepted, None unbounded. A
+# zero interval or heartbeat is a busy loop, RETRAIN_EVERY=0 a retrain per event of any kind, a model with no epoch
+# never trains: each is refused with its name and the range, not discovered at the first round
+RANGES: dict[str, tuple[float, float | None]] = {
+    "tagtog_timeout": (0.1, None), "labelstudio_timeout": (0.1, None), "tagtog_retries": (0, 20),
+    "labelstudio_retries": (0, 20), "reconcile_interval_s": (1, None), "sync_interval_s": (1, None),
+    "worker_heartbeat_s": (1, None), "selection_margin": (0, 1), "cold_start_labels": (0, None),
+    "model_epochs": (1, 1000), "warm_epochs": (0, 1000), "warm_lr_factor": (1e-6, 1), "full_refit_growth": (1, None),
+    "warm_min_labels": (0, None), "retrain_every": (1, None), "min_labels": (2, None), "prelabel_k": (0, 10_000),
+    "cold_start_min": (1, None)}
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 

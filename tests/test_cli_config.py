@@ -68,7 +68,13 @@ def test_settings_from_env():
                         ({"AL_REGEX": r"(\w)\1"}, r"AL_REGEX: regex .* does not compile.*back-references"),
                         ({"AL_REGEX": "x" * 501}, "AL_REGEX: .*at most 500"),
                         ({"MAX_TEXT_BYTES": "10"}, "MAX_TEXT_BYTES"), ({"MAX_ANNOTATION_BYTES": "-1"}, "at least 1024"),
-                        ({"STOP_GROWTH": "1.0"}, "STOP_GROWTH must be at least 1.05")]:
+                        ({"STOP_GROWTH": "1.0"}, "STOP_GROWTH must be at least 1.05"),
+                        ({"RETRAIN_EVERY": "0"}, "RETRAIN_EVERY must be at least 1, got 0"),
+                        ({"WORKER_HEARTBEAT_S": "0"}, "WORKER_HEARTBEAT_S must be at least 1"),
+                        ({"MIN_LABELS": "1"}, "MIN_LABELS must be at least 2"),
+                        ({"WARM_LR_FACTOR": "3"}, "WARM_LR_FACTOR must be between"),
+                        ({"PRELABEL_MODE": "fast"}, "PRELABEL_MODE must be one of learn, review, mixed"),
+                        ({"TAGTOG_RETRIES": "-1"}, "TAGTOG_RETRIES must be between 0 and 20")]:
         with pytest.raises(ValueError, match=needle):
             Settings.from_env(bad)
 
