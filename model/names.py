@@ -26,6 +26,9 @@ def mode_of(tag: str | None) -> str:
         return "pool"
     return "learn"
 UNCERTAINTY = ("least_confidence", "entropy", "margin")
+# strategies whose score of each pool document is stored when the pool is scored (Prediction.rank_<name>), so that
+# next answers them with a top-n read through an index, not a pass over the pool
+RANKED_STRATEGIES = ("margin", "least_confidence", "entropy", "confident")
 # how a batch is formed from the strategy's scores (model/query.py): the n best; one per cluster of the best
 # candidates (diverse); quotas by class that favour rare classes (balanced); auto = top for a single-label
 # scheme, balanced for a multilabel one (what won on bench.learning_curves, README)

@@ -76,6 +76,8 @@ class Store:
                         ddl = col.type.compile(dialect=self.engine.dialect)
                         conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {ddl}')
                         logger.info("database: added column %s.%s", table.name, col.name)
+                for index in table.indexes:  # indexes on those columns too (create_all adds them to new tables only)
+                    index.create(conn, checkfirst=True)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

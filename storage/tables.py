@@ -8,8 +8,11 @@ import logging
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, func, select)
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func,
+                        select)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from model.names import RANKED_STRATEGIES
 
 logger = logging.getLogger(__name__)
 
@@ -231,10 +234,19 @@ class Prediction(Base):
     (``GET .../next``) without loading a model."""
 
     __tablename__ = "predictions"
+    # next's default orders, read through an index: top n without reading the pool (RANKED_STRATEGIES)
+    __table_args__ = tuple(Index(f"ix_predictions_{name}", "project_id", f"rank_{name}")
+                           for name in RANKED_STRATEGIES)
     document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"), primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
     model_version_id: Mapped[int] = mapped_column(Integer)
     proba: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"classes": [...], "p": [...]}
+    # each strategy's score of the document (model/query.scores_for: higher = pick first), computed once per
+    # champion when the pool is scored; None in rows written before these columns existed
+    rank_margin: Mapped[float | None] = mapped_column(Float)
+    rank_least_confidence: Mapped[float | None] = mapped_column(Float)
+    rank_entropy: Mapped[float | None] = mapped_column(Float)
+    rank_confident: Mapped[float | None] = mapped_column(Float)
 
 
 def _iso(d: datetime | None) -> str | None:

@@ -122,7 +122,7 @@ def next_documents(db_url: str, project_id: int, q: NextQuery) -> tuple[int, dic
     import numpy as np  # noqa: PLC0415
     from sqlalchemy import select  # noqa: PLC0415
 
-    from model.names import class_counts  # noqa: PLC0415
+    from model.names import RANKED_STRATEGIES, class_counts  # noqa: PLC0415
     from model.patterns import matches  # noqa: PLC0415
     from model.query import QueryError, cold_start, compile_regex, query, resolve_batch  # noqa: PLC0415
     from storage import Document, ModelVersion, Prediction, Project, current_labels  # noqa: PLC0415
@@ -140,12 +140,20 @@ def next_documents(db_url: str, project_id: int, q: NextQuery) -> tuple[int, dic
         current = current_labels(db, project_id)
         labelled = {d.id for d, _, _ in current}
         counts = class_counts(json.loads(v) for d, v, _ in current if not d.is_test)
+        classes = (champion.classes or {}).get("names", []) if champion else []
+        th = ((champion.classes or {}).get("thresholds") if champion else None) or [0.5] * len(classes)
+        multilabel = bool((champion.classes or {}).get("multilabel")) if champion else False
+        if champion is not None and q.regex is None and q.strategy in RANKED_STRATEGIES and len(classes) >= 2 \
+                and resolve_batch(q.batch, multilabel) == "top" \
+                and not cold_start(counts, classes, q.cold_start_min, multilabel):
+            docs = _ranked(db, project_id, champion.id, q, labelled, classes, th)
+            if docs is not None:  # the champion's ranking is stored: n rows through an index, not the pool
+                return 200, {"project_id": project_id, "strategy": q.strategy, "batch": "top", "cold_start": False,
+                             "champion": champion_version, "documents": docs}
         rows = db.execute(select(Document.id, Document.platform_id, Document.text, Prediction.proba)
                           .outerjoin(Prediction, Prediction.document_id == Document.id)
                           .where(Document.project_id == project_id, Document.platform_id.is_not(None),
                                  Document.is_test.is_not(True))).all()
-        classes = (champion.classes or {}).get("names", []) if champion else []
-        th = ((champion.classes or {}).get("thresholds") if champion else None) or [0.5] * len(classes)
     rows = [r for r in rows if r[0] not in labelled]
     scored = [r for r in rows if r[3] and r[3].get("classes") == classes] if champion else []
     multilabel = bool(scored and scored[0][3].get("multilabel"))
@@ -172,12 +180,44 @@ def next_documents(db_url: str, project_id: int, q: NextQuery) -> tuple[int, dic
                             thresholds=th)
     except QueryError as exc:
         return 400, {"error": str(exc)}
-    if multilabel:
-        docs = [{"docid": scored[i][1], "score": float(sc),
-                 "predicted": [c for c, p, t in zip(classes, proba[i], th) if p >= t],
-                 "probability": dict(zip(classes, map(float, proba[i])))} for i, sc in zip(idx, scores)]
-    else:
-        docs = [{"docid": scored[i][1], "score": float(sc), "predicted": classes[int(np.argmax(proba[i]))],
-                 "probability": float(np.max(proba[i]))} for i, sc in zip(idx, scores)]
+    docs = [_document(scored[i][1], float(sc), proba[i], classes, th, multilabel) for i, sc in zip(idx, scores)]
     return 200, {"project_id": project_id, "strategy": q.strategy, "batch": batch, "cold_start": False,
                  "champion": champion_version, "documents": docs}
+
+
+def _document(docid: str, score: float, p: Any, classes: list[str], th: list[float], multilabel: bool) -> dict[str, Any]:
+    """One document of next's answer: its id, the strategy's score, the champion's decision and probability."""
+    if multilabel:
+        return {"docid": docid, "score": score, "predicted": [c for c, x, t in zip(classes, p, th) if x >= t],
+                "probability": {c: float(x) for c, x in zip(classes, p)}}
+    k = max(range(len(p)), key=lambda i: p[i])
+    return {"docid": docid, "score": score, "predicted": classes[k], "probability": float(p[k])}
+
+
+def _ranked(db: Any, project_id: int, champion_id: int, q: NextQuery, labelled: set[int], classes: list[str],
+            th: list[float]) -> list[dict[str, Any]] | None:
+    """The ``q.n`` unlabelled documents the champion's stored ranking puts first (``Prediction.rank_<strategy>``,
+    highest first, ties by document id as the full read breaks them), read a page at a time through the index;
+    None when the champion's pool was not ranked (scored by an older version, or before the columns existed)."""
+    from sqlalchemy import select  # noqa: PLC0415
+
+    from storage import Document, Prediction  # noqa: PLC0415
+
+    col = getattr(Prediction, f"rank_{q.strategy}")
+    out: list[dict[str, Any]] = []
+    page, offset = max(2 * q.n, 50), 0
+    while len(out) < q.n:
+        rows = db.execute(select(Document.id, Document.platform_id, Prediction.proba, col)
+                          .join(Document, Document.id == Prediction.document_id)
+                          .where(Prediction.project_id == project_id, Prediction.model_version_id == champion_id,
+                                 col.is_not(None), Document.platform_id.is_not(None), Document.is_test.is_not(True))
+                          .order_by(col.desc(), Prediction.document_id).offset(offset).limit(page)).all()
+        if not rows and offset == 0:
+            return None
+        multilabel = bool(rows and rows[0][2].get("multilabel"))
+        out += [_document(pid, float(r), pr["p"], classes, th, multilabel) for i, pid, pr, r in rows
+                if i not in labelled and pr.get("classes") == classes][:q.n - len(out)]
+        if len(rows) < page:
+            break
+        offset += page
+    return out

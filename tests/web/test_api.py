@@ -336,3 +336,33 @@ def test_prelabel_modes_and_acceptance_per_kind_and_round(trained, env):  # noqa
     page = c.get(f"/dashboard/projects/{pid}").get_data(as_text=True)
     assert 'id="acceptance-by-mode">learn 67%, review 100%' in page
     assert f'<tr data-version="{champion}"><td>v{champion}</td><td class="num">80% <span class="muted">of 5' in page
+
+
+def test_next_reads_the_stored_ranking_and_answers_as_the_full_read(trained, monkeypatch):
+    """The champion's pool ranking is stored when the pool is scored: next's default orders read the top n through
+    an index, and answer exactly what the full read of the pool answers."""
+    from storage import Prediction
+    from web import reads
+
+    c, loop, pid, _, truth = trained
+    calls = []
+    ranked = reads._ranked
+    monkeypatch.setattr(reads, "_ranked", lambda *a, **kw: calls.append(a[3].strategy) or ranked(*a, **kw))
+    fast = {}
+    for strategy in ("margin", "least_confidence", "entropy", "confident"):
+        q = reads.NextQuery(strategy, "top", 25, None, None, 3)
+        status, fast[strategy] = reads.next_documents(loop.settings.db_url, pid, q)
+        assert status == 200 and len(fast[strategy]["documents"]) == 25
+    assert calls == ["margin", "least_confidence", "entropy", "confident"]  # each through the stored ranking
+    labelled = set(list(truth)[:200])
+    assert not {d["docid"] for d in fast["margin"]["documents"]} & labelled
+    scores = [d["score"] for d in fast["margin"]["documents"]]
+    assert scores == sorted(scores, reverse=True)
+    with loop.store.session() as s:  # a pool scored before the ranking was stored: the full read answers
+        s.query(Prediction).update({f"rank_{n}": None for n in ("margin", "least_confidence", "entropy",
+                                                                "confident")})
+    for strategy, body in fast.items():
+        status, slow = reads.next_documents(loop.settings.db_url, pid, reads.NextQuery(strategy, "top", 25, None,
+                                                                                         None, 3))
+        assert status == 200 and slow == body, strategy
+    assert len(calls) == 8  # tried, found no ranking, fell back

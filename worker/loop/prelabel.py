@@ -16,7 +16,8 @@ from sqlalchemy import select, update
 
 from annotation_client import Suggestion
 from formats.corpus import parse_corpus
-from model.names import class_counts, class_value
+from model.names import RANKED_STRATEGIES, class_counts, class_value
+from model.query import scores_for
 from storage import Document, Event, ModelVersion, Prediction, Upload, current_labels, dumps_value, text_hash
 
 if TYPE_CHECKING:
@@ -90,12 +91,16 @@ class Prelabels:
         after = {d: tuple(v) if isinstance(v, (list, tuple)) else str(v) for (d, _), v in zip(docs, decided)}
         common = before.keys() & after.keys()
         changed = sum(before[k] != after[k] for k in common) / len(common) if common else None
+        multilabel = bool(getattr(clf, "multilabel_", False))
+        stored = np.round(np.asarray(proba, dtype=float).reshape(len(docs), len(classes)), 6)
+        # each ranked strategy's score, from the stored (rounded) probabilities, so next ranks exactly as it would
+        ranks = {name: scores_for(name, stored, multilabel=multilabel) for name in RANKED_STRATEGIES} if docs else {}
         with self.loop.store.session() as s:
             s.query(Prediction).filter_by(project_id=project_id).delete()
             s.add_all([Prediction(document_id=d, project_id=project_id, model_version_id=version_id,
-                                  proba={"classes": classes, "p": [round(float(x), 6) for x in row],
-                                         "multilabel": bool(getattr(clf, "multilabel_", False))})
-                       for (d, _), row in zip(docs, proba)])
+                                  proba={"classes": classes, "p": [float(x) for x in row], "multilabel": multilabel},
+                                  **{f"rank_{name}": float(r[j]) for name, r in ranks.items()})
+                       for j, ((d, _), row) in enumerate(zip(docs, stored))])
         logger.info("scored %d pool documents in %.2fs; %s of the decisions changed", len(docs),
                     time.perf_counter() - t0, "none compared" if changed is None else f"{changed:.2%}")
         return len(docs)
