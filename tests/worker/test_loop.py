@@ -10,7 +10,7 @@ from worker import jobs
 from annotation_client import PlatformUnavailable
 from emulator.tagtog import TagtogEmulator
 from annotation_client import EventRejected
-from storage import Document, Label, Upload
+from storage import Document, Label, Prediction, Upload
 
 from ..conftest import SMS_CSV, start_loop
 
@@ -682,3 +682,26 @@ def test_a_queueing_platform_gets_every_pool_suggestion_then_only_the_changed_on
     changed = {k for k, sug in now.items() if sug.value != first[k][0] or abs(sug.prob - first[k][1]) >= SCORE_STEP}
     assert audit2 <= set(second)  # newly drawn random documents are written again, as such
     assert set(second) - audit2 == changed - audit2 and len(second) < len(texts)  # the rest keep what they show
+
+
+def test_prelabel_reads_the_scored_pool_back_instead_of_predicting_it_again(env):
+    """A round scores the pool once (score_pool stores the champion's probabilities); the pre-label job of the same
+    round reads them back and predicts only what was not scored."""
+    emu, server, store, loop, pid, truth = env
+    loop.settings = loop.settings.with_(model_families="quick")
+    r = confirm_and_train(env, list(truth)[:60])
+    assert loop.prelabels.score_pool(pid, r.champion_id) == len(truth) - 60
+    clf = loop.classifier(pid, r.champion_id)
+    predicted = []
+    real = clf.predict_proba
+    clf.predict_proba = lambda texts: predicted.append(len(texts)) or real(texts)
+    try:
+        assert loop.prelabels.prelabel(pid, r.champion_id) == 5
+        assert predicted == []  # every pool document was read back
+        with store.session() as s:  # a document the scoring did not see is predicted
+            s.query(Prediction).filter(Prediction.document_id == s.query(Prediction.document_id).limit(1)
+                                       .scalar_subquery()).delete(synchronize_session=False)
+        loop.prelabels.prelabel(pid, r.champion_id)
+        assert predicted == [1]
+    finally:
+        del clf.predict_proba

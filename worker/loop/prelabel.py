@@ -209,7 +209,7 @@ class Prelabels:
             return 0
         # room for documents that already show the suggestion they would get (skipped below, not re-uploaded)
         extra = min(len(shown), cfg.prelabel_k)
-        proba = clf.predict_proba(texts)
+        proba = self._pool_proba(clf, project_id, version_id, docs, corpus)
         choice = self.choose(clf, texts, cfg.prelabel_k + extra, counts, proba=proba)
         chosen, chosen_proba, strategy = choice.idx, choice.proba, choice.tag
         why = {int(i): t for i, t in zip(choice.idx, choice.tags)}  # each pick's own tag (mixed batches)
@@ -307,6 +307,29 @@ class Prelabels:
         want = cfg.audit_share * k
         n = min(pool, int(want) + int(rng.uniform() < want - int(want)))
         return sorted(rng.choice(pool, size=n, replace=False).tolist()) if n else []
+
+    def _pool_proba(self, clf: Any, project_id: int, version_id: int, docs: Sequence[tuple[int, str]],
+                    extra: Sequence[str]) -> np.ndarray:
+        """The champion's probabilities of ``docs``, then of the ``extra`` texts: what ``score_pool`` stored for this
+        version is read back (rounded to 6 decimals, as stored), only the rest is predicted, so a round passes over
+        the pool once, not twice."""
+        classes = [str(c) for c in clf.classes_]
+        with self.loop.store.session() as s:
+            stored = dict(s.execute(select(Prediction.document_id, Prediction.proba).where(
+                Prediction.project_id == project_id, Prediction.model_version_id == version_id)).all())
+        out = np.zeros((len(docs) + len(extra), len(classes)))
+        todo: list[int] = []
+        for j, (doc_id, _) in enumerate(docs):
+            p = stored.get(doc_id) or {}
+            if [str(c) for c in p.get("classes") or []] == classes and len(p.get("p") or []) == len(classes):
+                out[j] = p["p"]
+            else:
+                todo.append(j)
+        todo += range(len(docs), len(docs) + len(extra))
+        if todo:
+            texts = [t for _, t in docs] + list(extra)
+            out[todo] = clf.predict_proba([texts[j] for j in todo])
+        return out
 
     @staticmethod
     def _shown(s: Any, project_id: int, labelled: set[int]) -> dict[int, tuple[str, float, str | None]]:
