@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Mapping, 
 
 from formats.errors import FormatError
 from formats.labelstudio import (AUDIT_CLUSTER, QUEUE_SAMPLING, QUEUE_VERSION, QUEUE_VIEWS, LabelConfig,
-                                 build_prediction, model_version_name, parse_label_config, queue_view,
+                                 build_prediction, parse_label_config, queue_view,
                                  parse_webhook, task_label)
 
 from .base import Ignored, Listed, Plan, Platform, ProjectRef, Reading, Scheme, Suggestion, WebhookEvent, rejected
@@ -148,10 +148,6 @@ class LabelStudioClient:
         r = self._request("POST", f"/api/projects/{int(project_id)}/import/predictions", json=list(predictions),
                           idempotent=False)
         return int(json_of(r, "Label Studio predictions import").get("created", len(predictions)))
-
-    def set_model_version(self, project_id: int, model_version: str) -> None:
-        """Select the model version whose predictions the UI shows (it must already have predictions)."""
-        self._request("PATCH", f"/api/projects/{int(project_id)}/", json={"model_version": model_version})
 
     def update_project(self, project_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
         """PATCH project fields (``model_version``, ``sampling``); the project as it is now."""
@@ -378,47 +374,43 @@ class LabelStudioPlatform(Platform):
     def upload_prelabels(self, project: ProjectRef, scheme: Scheme, suggestions: Sequence[Suggestion],
                          version: int, still_wanted: Callable[[str], bool],
                          uploaded: Callable[[Sequence[Suggestion]], None]) -> int:
-        """All chosen tasks in one call, then the version is selected in the project so annotators see it. Label
-        Studio keeps earlier predictions beside it."""
-        todo = [s for s in suggestions if still_wanted(s.doc_id)]
-        if not todo:
-            return 0
-        cfg = self.config(project)
-        mv = model_version_name(version)
-        ls_id = int(project.name)
-        n = self.client.create_predictions(ls_id, [build_prediction(cfg, s.value, s.prob, mv, int(s.doc_id))
-                                                   for s in todo])
-        self.client.set_model_version(ls_id, mv)
-        uploaded(todo)
-        return n
+        """A batch written as the queue writes it (one current suggestion per task, under QUEUE_VERSION); the
+        worker calls ``upload_queue`` for Label Studio (``queues_pool``), this serves the common interface."""
+        return self._write(project, suggestions, (), still_wanted, uploaded)
 
     def upload_queue(self, project: ProjectRef, scheme: Scheme, suggestions: Sequence[Suggestion], *, mode: str,
                      audit: Collection[str], still_wanted: Callable[[str], bool],
                      uploaded: Callable[..., None]) -> int:
-        """Label Studio Community's active-learning queue. Each changed task's predictions are deleted (one Data
-        Manager action per 1,000 tasks) and its new suggestion imported (one call per 1,000) under QUEUE_VERSION,
-        which the project selects, so every pool task carries exactly one current suggestion with its calibrated
-        score; a random document for the estimate goes in one call of its own, the only one that keeps its
-        ``cluster`` (AUDIT_CLUSTER: served early). Then the project's ``sampling`` follows PRELABEL_MODE (learn,
-        mixed: "Uncertainty sampling", lowest score first; review: sequential, with the "surest first" tab) and the
-        two prelabel tabs are created if missing."""
+        """Label Studio Community's active-learning queue: ``_write`` the changed suggestions, then the project's
+        ``sampling`` follows PRELABEL_MODE (learn, mixed: "Uncertainty sampling", lowest score first; review:
+        sequential, with the "surest first" tab) and the two prelabel tabs are created if missing."""
+        n = self._write(project, suggestions, audit, still_wanted, uploaded)
+        self._queue_settings(int(project.name), QUEUE_SAMPLING.get(mode, QUEUE_SAMPLING["learn"]), n > 0)
+        return n
+
+    def _write(self, project: ProjectRef, suggestions: Sequence[Suggestion], audit: Collection[str],
+               still_wanted: Callable[[str], bool], uploaded: Callable[..., None]) -> int:
+        """Each task's predictions are deleted (one Data Manager action per 1,000 tasks) and its new suggestion
+        imported (one call per 1,000) under QUEUE_VERSION, so a task carries exactly one current suggestion with
+        its calibrated score; a random document for the estimate (``audit``) goes in one call of its own, the only
+        one that keeps its ``cluster`` (AUDIT_CLUSTER: served early). Returns how many were written."""
         todo = [s for s in suggestions if still_wanted(s.doc_id)]
+        if not todo:
+            return 0
         ls_id = int(project.name)
         cfg = self.config(project)
-        if todo:
-            self.client.delete_task_predictions(ls_id, [int(s.doc_id) for s in todo])
-            bulk = [s for s in todo if s.doc_id not in audit]
-            for i in range(0, len(bulk), QUEUE_CHUNK):
-                part = bulk[i:i + QUEUE_CHUNK]
-                self.client.create_predictions(ls_id, [build_prediction(cfg, s.value, s.prob, QUEUE_VERSION,
-                                                                        int(s.doc_id)) for s in part])
-                uploaded(part)
-            for s in todo:
-                if s.doc_id in audit:
-                    self.client.create_prediction({**build_prediction(cfg, s.value, s.prob, QUEUE_VERSION,
-                                                                      int(s.doc_id)), "cluster": AUDIT_CLUSTER})
-                    uploaded([s])
-        self._queue_settings(ls_id, QUEUE_SAMPLING.get(mode, QUEUE_SAMPLING["learn"]), bool(todo))
+        self.client.delete_task_predictions(ls_id, [int(s.doc_id) for s in todo])
+        bulk = [s for s in todo if s.doc_id not in audit]
+        for i in range(0, len(bulk), QUEUE_CHUNK):
+            part = bulk[i:i + QUEUE_CHUNK]
+            self.client.create_predictions(ls_id, [build_prediction(cfg, s.value, s.prob, QUEUE_VERSION,
+                                                                    int(s.doc_id)) for s in part])
+            uploaded(part)
+        for s in todo:
+            if s.doc_id in audit:
+                self.client.create_prediction({**build_prediction(cfg, s.value, s.prob, QUEUE_VERSION,
+                                                                  int(s.doc_id)), "cluster": AUDIT_CLUSTER})
+                uploaded([s])
         return len(todo)
 
     def _queue_settings(self, ls_id: int, sampling: str, wrote: bool) -> None:

@@ -9,6 +9,10 @@ STRATEGIES = ("random", "deterministic", "least_confidence", "entropy", "margin"
 PRELABEL_MODES = ("learn", "review", "mixed")
 
 
+# what mode_of answers, in the order the dashboard shows them
+PICK_KINDS = ("learn", "review", "audit", "cold_start", "pool", "unknown")
+
+
 def mode_of(tag: str | None) -> str:
     """The kind of pick a pre-label's strategy tag (``Upload.strategy``) records: ``review`` (chosen as a sure
     suggestion), ``audit`` (random, for the estimate), ``cold_start`` (random until every class has labels),

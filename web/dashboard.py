@@ -18,6 +18,7 @@ from typing import Any
 from flask import Blueprint, current_app, render_template, request
 from sqlalchemy import func, select
 
+from model.names import PICK_KINDS
 from storage import Document, Event, ModelVersion, Project, Store
 
 from .api import ApiError, stop_of
@@ -140,7 +141,7 @@ def project(project_id: int) -> Any:
     overview["reviewed"] = reviewed["accepted"] + reviewed["changed"]
     return render_template("project.html", p=summary, key=key, rows=rows, rejected=rejected, overview=overview,
                            detail=detail, queue=queue, stop=stop, mode=settings.prelabel_mode,
-                           kinds=("learn", "review", "audit", "cold_start", "pool", "unknown"),
+                           kinds=PICK_KINDS,
                            workers_alive=sum(w["alive"] for w in workers),
                            last_seen=max((w["last_seen"] for w in workers), default=None),
                            curve_svg=plots.learning_curve(points, key) if points else None)

@@ -188,9 +188,11 @@ class Prelabels:
             labelled |= set(s.scalars(select(Upload.document_id).where(Upload.project_id == project_id,
                                                                        Upload.overwrote.is_not(None))))
             counts = class_counts(json.loads(v) for d, v, _ in current if not d.is_test)
-            docs = [(d.id, d.text) for d in s.scalars(select(Document).where(
+            pool = [d for d in s.scalars(select(Document).where(
                 Document.project_id == project_id, Document.platform_id.is_not(None),
                 Document.is_test.is_not(True))) if d.id not in labelled]
+            docs = [(d.id, d.text) for d in pool]
+            keys = {d.id: d.platform_id for d in pool}  # document row -> platform id
             known_hashes = set(s.scalars(select(Document.text_hash).where(Document.project_id == project_id,
                                                                           Document.platform_id.is_not(None))))
             imported = [d.text for d in s.scalars(select(Document).where(  # scripts.cli import, not uploaded yet
@@ -199,8 +201,6 @@ class Prelabels:
             done = set(s.scalars(select(Upload.document_id).where(Upload.model_version_id == version_id)))
             shown_full = self._shown(s, project_id, labelled)
             shown = {d: v for d, (v, _, _) in shown_full.items()}
-            keys = dict(s.execute(select(Document.id, Document.platform_id).where(
-                Document.project_id == project_id, Document.platform_id.is_not(None))).all())
         corpus = [t for t in dict.fromkeys(imported + self.corpus_texts()) if text_hash(t) not in known_hashes
                   ] if platform.can_create_documents else []  # elsewhere: import into the platform's project
         texts = [t for _, t in docs] + corpus
@@ -271,8 +271,7 @@ class Prelabels:
                     continue
                 if shown.get(doc_id) == stored(sug.value):
                     continue  # the annotator already sees this suggestion: a re-upload only risks their work
-                with self.loop.store.session() as s:
-                    key = s.get(Document, doc_id).platform_id
+                key = keys[doc_id]
             else:
                 doc_id, key = self._create_corpus_document(project_id, texts[i])
             ours[key] = (doc_id, replace(sug, doc_id=key))
