@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from flask import Flask
+from flask import Flask, redirect, url_for
 
 from web import api, dashboard, observability, webhooks
 
@@ -24,6 +24,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
                                                                    settings.stop_min_labels))
     from worker import jobs  # noqa: PLC0415 - the queue only; jobs imports no model code at import time
 
+    jobs.use_queue(settings)  # the queue beside this app's database, not the environment's
     app.extensions["prelabel.retrain"] = jobs.retrain
     app.extensions["prelabel.refresh"] = jobs.refresh_champion
     app.extensions["prelabel.cv"] = jobs.cross_validate
@@ -33,4 +34,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(observability.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(dashboard.bp)
+    # the front door: people who open the server's address land on the dashboard (which asks for its token)
+    app.add_url_rule("/", "front_door", lambda: redirect(url_for("dashboard.index"), code=302))
     return app

@@ -43,7 +43,10 @@ class ProjectSpec:
         return cls(platform, *platform_class(platform).parse_project_spec(spec))
 
 
-ENV_EXAMPLE = Path(__file__).resolve().parent / ".env.example"
+# the settings template: at the top of the clone; an installed package carries it as web/env.example (a link to it)
+ENV_EXAMPLE = next((p for p in (Path(__file__).resolve().parent / ".env.example",
+                                Path(__file__).resolve().parent / "web" / "env.example") if p.exists()),
+                   Path(__file__).resolve().parent / ".env.example")
 # The credentials production mode requires; (setting, needed when) with minimum lengths for the ones prelabel's
 # operator chooses (platform credentials are whatever the platform issued).
 _OWN_SECRETS = ("api_token", "admin_token", "metrics_token")
@@ -249,10 +252,11 @@ class Settings:
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None) -> "Settings":
-        """What an entry point uses: ``.env`` loaded (python-dotenv), the environment read, then ``overrides``."""
-        from dotenv import load_dotenv  # noqa: PLC0415
+        """What an entry point uses: ``.env`` of the current folder (or the nearest one above it) loaded
+        (python-dotenv; the environment wins), the environment read, then ``overrides``."""
+        from dotenv import find_dotenv, load_dotenv  # noqa: PLC0415
 
-        load_dotenv()
+        load_dotenv(find_dotenv(usecwd=True))  # the folder the user runs in, not where prelabel is installed
         settings = cls.from_env()
         return settings.with_(**overrides) if overrides else settings
 

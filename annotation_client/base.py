@@ -154,6 +154,11 @@ class Platform(ABC):
     def parse_project_spec(spec: str) -> tuple[str, str, str]:
         """A project as written in the settings -> (owner, name, label); ValueError naming the expected form."""
 
+    @classmethod
+    def project_ref(cls, owner: str, name: str) -> str:
+        """A project as people type it on the command line (``platform/owner/name``)."""
+        return f"{cls.name}/{owner}/{name}"
+
     def not_served(self, owner: str, project: str) -> str:
         """The 404 message for a webhook naming a project this prelabel does not serve."""
         return f"{self.name} project {owner}/{project} is not served by this prelabel"

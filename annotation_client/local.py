@@ -21,6 +21,10 @@ class LocalPlatform(Platform):
     def from_settings(cls, settings: Any, client: Any = None) -> "LocalPlatform":
         return cls(client)
 
+    @classmethod
+    def project_ref(cls, owner: str, name: str) -> str:
+        return f"{LOCAL}/{name}"  # as it is typed: a local project has no owner
+
     @staticmethod
     def parse_project_spec(spec: str) -> tuple[str, str, str]:
         return LOCAL, spec.strip(), ""

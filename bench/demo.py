@@ -71,27 +71,27 @@ def main(argv: list[str] | None = None) -> int:
     for mode in args.modes.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
             rows.append(run_one(seed, mode == "busy", args.burners, args.demo_args))
-            print(json.dumps({k: v for k, v in rows[-1].items() if k != "story"}), flush=True)  # noqa: T201
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "story"}), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "demo.json").write_text(json.dumps(rows, indent=1))
-    print("\n| mode | rounds | reviewed share | unseen spam F1 | worker ready s | worker start to first version s "  # noqa: T201
+    print("\n| mode | rounds | reviewed share | unseen spam F1 | worker ready s | worker start to first version s "
           "| demo s |\n|---|---|---|---|---|---|---|")
     for mode in args.modes.split(","):
         got = [r for r in rows if r["mode"] == mode]
         med = {k: statistics.median(r[k] for r in got if r[k] is not None) for k in (
             "rounds", "reviewed_share", "unseen_spam_f1", "ready_s", "first_version_s", "seconds")}
-        print(f"| {mode} (median of {len(got)}) | {med['rounds']:.0f} | {med['reviewed_share']:.0%} | "  # noqa: T201
+        print(f"| {mode} (median of {len(got)}) | {med['rounds']:.0f} | {med['reviewed_share']:.0%} | "
               f"{med['unseen_spam_f1']:.3f} | {med['ready_s']:.1f} | {med['first_version_s']:.1f} | "
               f"{med['seconds']:.0f} |")
         for key, floor in TARGETS.items():
-            print(f"  {mode}: {key} {med[key]:.3f} {'>=' if med[key] >= floor else '< (MISSED)'} {floor}")  # noqa: T201
+            print(f"  {mode}: {key} {med[key]:.3f} {'>=' if med[key] >= floor else '< (MISSED)'} {floor}")
     by_seed: dict[int, dict[str, Any]] = {}
     for r in rows:
         by_seed.setdefault(r["seed"], {})[r["mode"]] = r["story"]
     for seed, stories in by_seed.items():
         if len(stories) == 2:
             same = stories["quiet"] == stories["busy"]
-            print(f"seed {seed}: quiet and busy stories {'identical' if same else 'DIFFER'}")  # noqa: T201
+            print(f"seed {seed}: quiet and busy stories {'identical' if same else 'DIFFER'}")
     return 0
 
 

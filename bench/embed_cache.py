@@ -35,7 +35,7 @@ def child(path: str, n: int) -> dict[str, float | int]:
     calls = 0
     real = enc.model.predict_on_batch
 
-    def counted(x):  # noqa: ANN001, ANN202
+    def counted(x):
         nonlocal calls
         calls += 1
         return real(x)
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--child", nargs=2, metavar=("FILE", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child[0], int(args.child[1]))))  # noqa: T201 - read by the parent
+        print(json.dumps(child(args.child[0], int(args.child[1]))))
         return 0
     with tempfile.TemporaryDirectory(prefix="prelabel-embed-") as tmp:
         path = str(Path(tmp) / "embeddings.sqlite3")
@@ -65,12 +65,12 @@ def main(argv: list[str] | None = None) -> int:
             r = json.loads(out.stdout.strip().splitlines()[-1])
             runs.append((name, r))
         size = Path(path).stat().st_size / 1e6
-    print(f"\n{args.texts} SMS texts, MiniLM-L6, one process each (file {size:.1f} MB)\n")  # noqa: T201
-    print("| process | encoder load s | embedding s | texts/s | encoder batches run |")  # noqa: T201
-    print("|---|---|---|---|---|")  # noqa: T201
+    print(f"\n{args.texts} SMS texts, MiniLM-L6, one process each (file {size:.1f} MB)\n")
+    print("| process | encoder load s | embedding s | texts/s | encoder batches run |")
+    print("|---|---|---|---|---|")
     for name, r in runs:
         rate = r["texts"] / r["embed_s"] if r["embed_s"] else float("inf")
-        print(f"| {name} | {r['load_s']} | {r['embed_s']} | {rate:,.0f} | {r['encoder_batches']} |")  # noqa: T201
+        print(f"| {name} | {r['load_s']} | {r['embed_s']} | {rate:,.0f} | {r['encoder_batches']} |")
     return 0
 
 

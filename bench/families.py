@@ -185,16 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     for dataset in args.datasets.split(","):
         for fam in families:
             rows.append(in_child("run_one", fam, dataset, args.max_train))
-            print(json.dumps(rows[-1]), flush=True)  # noqa: T201 - the benchmark's output
+            print(json.dumps(rows[-1]), flush=True)
         for auto in [] if args.no_auto else autos:
             rows.append(in_child("run_auto", auto, dataset, args.max_train))
             rows[-1]["family"] = f"{rows[-1]['family']} of {','.join(auto)}"
-            print(json.dumps(rows[-1]), flush=True)  # noqa: T201
+            print(json.dumps(rows[-1]), flush=True)
     cols = ["dataset", "family", "spam_f1", "f1_macro", "train_s", "texts_per_s", "one_text_ms", "peak_rss_mb",
             "model_mb"]
-    print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))  # noqa: T201
+    print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
-        print("| " + " | ".join(  # noqa: T201
+        print("| " + " | ".join(
             f"{r[c]:.3f}" if isinstance(r.get(c), float) and c in ("spam_f1", "f1_macro") else str(r.get(c, ""))
             for c in cols) + " |")
     return 0

@@ -1,5 +1,5 @@
 """Fault scenarios against the real processes (tagtog emulator, prelabel web + worker; the platform reached
-through scripts/faultproxy.py), each printing events sent, acknowledged, processed, failed with a reason, lost
+through devtools/faultproxy.py), each printing events sent, acknowledged, processed, failed with a reason, lost
 and duplicated (lost and duplicated must be 0):
 
 - flaky:     the platform answers 500/503 or times out on 30 % of calls (TAGTOG_TIMEOUT 2 s, held 3 s)
@@ -54,7 +54,7 @@ def _sms(n: int) -> pd.DataFrame:
 def _stack(work: Path, n: int, settings: dict[str, str], proxy: bool = True) -> tuple[Any, Any, dict[str, bool]]:
     """A stack whose worker reaches the emulator through a fault proxy (returned; faults off until set)."""
     from emulator.export import write_export  # noqa: PLC0415
-    from scripts.faultproxy import FaultProxy  # noqa: PLC0415
+    from devtools.faultproxy import FaultProxy  # noqa: PLC0415
     from scripts.stack import Stack  # noqa: PLC0415
 
     df = _sms(n)
@@ -265,14 +265,14 @@ def sigterm_reconcile(work: Path, n: int) -> dict[str, Any]:
 def labelstudio_web_down(work: Path, n: int) -> dict[str, Any]:
     """A real Label Studio: it sends each webhook once (1 s timeout, no retry), so annotations made while prelabel's
     web process is down are dropped; an on-demand reconcile recovers them all, each stored once."""
-    from scripts.labelstudio_server import TOKEN, LabelStudio, ensure_template, installed  # noqa: PLC0415
+    from devtools.labelstudio_server import TOKEN, LabelStudio, ensure_template, installed  # noqa: PLC0415
     from scripts.stack import Stack  # noqa: PLC0415
     from sqlalchemy import func  # noqa: PLC0415
 
     from storage import Event  # noqa: PLC0415
 
     if not installed():
-        raise RuntimeError("Label Studio is not installed: python -m scripts.labelstudio_server --install")
+        raise RuntimeError("Label Studio is not installed: python -m devtools.labelstudio_server --install")
     df = _sms(n)
     secret = "faults-ls-secret-0123456789"
     ls = LabelStudio(work / "ls", template=ensure_template(work / "ls-template")).start()
@@ -330,7 +330,7 @@ def _visible_versions_ok(models: Path, store: Any) -> tuple[int, int, bool]:
     for f in folders:
         try:
             load_classifier(f)
-        except Exception:  # noqa: BLE001 - any failure to load is what this counts
+        except Exception:
             bad += 1
     with store.session() as s:
         rows = [mv.path for mv in s.query(ModelVersion) if mv.path]
@@ -339,7 +339,7 @@ def _visible_versions_ok(models: Path, store: Any) -> tuple[int, int, bool]:
         champ_path = s.get(ModelVersion, champ).path if champ else ""
     try:
         champion_ok = bool(champ_path) and load_classifier(champ_path) is not None
-    except Exception:  # noqa: BLE001
+    except Exception:
         champion_ok = False
     return len(folders), bad, champion_ok
 
@@ -556,13 +556,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             row = write_fault(name, work)
         rows.append(row)
-        print(json.dumps(row), flush=True)  # noqa: T201 - the benchmark's output
+        print(json.dumps(row), flush=True)
     print("\n| scenario | sent | acknowledged | processed | recovered by reconcile | failed (with reason) | lost | "
-          "duplicated |")  # noqa: T201
-    print("|---|---|---|---|---|---|---|---|")  # noqa: T201
+          "duplicated |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "sent" in r:
-            print(f"| {r['scenario']} | {r['sent']} | {r['acknowledged']} | {r['processed']} | "  # noqa: T201
+            print(f"| {r['scenario']} | {r['sent']} | {r['acknowledged']} | {r['processed']} | "
                   f"{r.get('recovered_by_reconcile', 0)} | {r['failed_with_reason']} | {r['lost']} | "
                   f"{r['duplicated']} |")
     return 0 if all(r.get("lost", 0) == 0 and r.get("duplicated", 0) == 0 for r in rows) else 1

@@ -137,17 +137,17 @@ def main(argv: list[str] | None = None) -> int:
             for n in sizes:
                 for row in run_point(dataset, texts, labels, multilabel, order, test, n, seed, families, autos):
                     rows.append(row)
-                    print(json.dumps(row), flush=True)  # noqa: T201 - the benchmark's output
+                    print(json.dumps(row), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "few_labels.json").write_text(json.dumps(rows, indent=1))
     groups: dict[tuple[str, str], dict[int, list[float]]] = {}
     for r in rows:
         groups.setdefault((r["dataset"], r["family"]), {}).setdefault(r["labels"], []).append(r["f1_macro"])
     head = "| dataset | family | " + " | ".join(f"{n} labels" for n in sizes) + " |"
-    print("\nmacro F1 on the test split, median of the seeds\n" + head + "\n|" + "---|" * (2 + len(sizes)))  # noqa: T201
+    print("\nmacro F1 on the test split, median of the seeds\n" + head + "\n|" + "---|" * (2 + len(sizes)))
     for (dataset, fam), by_n in groups.items():
         cells = [f"{statistics.median(by_n[n]):.3f}" if n in by_n else "" for n in sizes]
-        print(f"| {dataset} | {fam} | " + " | ".join(cells) + " |")  # noqa: T201
+        print(f"| {dataset} | {fam} | " + " | ".join(cells) + " |")
     return 0
 
 

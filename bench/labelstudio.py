@@ -1,6 +1,6 @@
 """Label Studio freshness: time from an annotation in a real Label Studio to a new champion's suggestions in its queue.
 
-Starts Label Studio 1.23.2 (its own virtualenv, see scripts/labelstudio_server.py) and prelabel (web, worker,
+Starts Label Studio 1.23.2 (its own virtualenv, see devtools/labelstudio_server.py) and prelabel (web, worker,
 ML backend) on 127.0.0.1, imports an SMS spam/ham project (``--tasks`` tasks, ``--seed-labels`` of them imported
 with annotations: those send only TASKS_CREATED, which prelabel turns into a reconcile), connects prelabel by
 webhook, annotates ``--annotations`` tasks one at a time through Label Studio's API, each the one its labeling
@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import requests
 
-from scripts.labelstudio_server import TOKEN, LabelStudio, ensure_template
+from devtools.labelstudio_server import TOKEN, LabelStudio, ensure_template
 from scripts.stack import ROOT, Stack
 
 logger = logging.getLogger("bench.labelstudio")
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with tempfile.TemporaryDirectory(prefix="prelabel-ls-") as d:
             result = run(args, Path(d))
-    print(json.dumps(result, indent=1))  # noqa: T201 - the benchmark's output
+    print(json.dumps(result, indent=1))
     return 0
 
 

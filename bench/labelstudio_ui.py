@@ -1,6 +1,6 @@
 """What a Label Studio Community user sees of prelabel's queue, in a real browser.
 
-Starts Label Studio 1.23.2 (scripts/labelstudio_server.py) and prelabel (web + worker) on 127.0.0.1, imports
+Starts Label Studio 1.23.2 (devtools/labelstudio_server.py) and prelabel (web + worker) on 127.0.0.1, imports
 ``--tasks`` SMS (``--seed-labels`` of them with annotations), lets prelabel train and fill the queue, then drives
 headless Chromium (Selenium) as an annotator: logs in, opens the project's Data Manager (screenshot: the tabs
 prelabel created), clicks **Label All Tasks** (screenshot: the task the stream serves, prelabel's suggestion
@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.labelstudio import SECRET, sms_tasks
 from formats.labelstudio import QUEUE_VERSION
-from scripts.labelstudio_server import ADMIN, TOKEN, LabelStudio, ensure_template
+from devtools.labelstudio_server import ADMIN, TOKEN, LabelStudio, ensure_template
 from scripts.stack import Stack
 
 logger = logging.getLogger("bench.labelstudio_ui")
@@ -49,7 +49,7 @@ def wait_for(driver: Any, find: Any, timeout: float = 60.0) -> Any:
             found = find(driver)
             if found:
                 return found
-        except Exception:  # noqa: BLE001 - the page is still rendering
+        except Exception:
             pass
         time.sleep(0.5)
     raise TimeoutError(f"not on the page after {timeout}s: {driver.current_url}")
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="prelabel-lsui-") as tmp:
         result = run(args, Path(tmp))
-    print(json.dumps(result, indent=1))  # noqa: T201
+    print(json.dumps(result, indent=1))
     return 0
 
 

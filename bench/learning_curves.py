@@ -356,23 +356,23 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def report(summary: dict[str, Any]) -> None:
     for name, d in summary.items():
-        print(f"\n## {name}: macro F1 on the test split, mean of seeds {d['seeds']}; pool {d['n_pool']} labels")  # noqa: T201
+        print(f"\n## {name}: macro F1 on the test split, mean of seeds {d['seeds']}; pool {d['n_pool']} labels")
         for fams, scores in d["full"].items():
-            print(f"full data with {fams}: {np.mean(scores):.3f}±{np.std(scores):.3f}")  # noqa: T201
+            print(f"full data with {fams}: {np.mean(scores):.3f}±{np.std(scores):.3f}")
         if d["reference"] is not None:
-            print(f"reference TF-IDF + one-vs-rest LinearSVC on all the pool labels: {d['reference']:.3f}")  # noqa: T201
-        print(f"target (best full-data score - 0.01): {d['target']:.3f}")  # noqa: T201
+            print(f"reference TF-IDF + one-vs-rest LinearSVC on all the pool labels: {d['reference']:.3f}")
+        print(f"target (best full-data score - 0.01): {d['target']:.3f}")
         budgets = sorted({b for t in d["table"].values() for b in t["mean"]})
-        print("\n| families | selection | " + " | ".join(str(b) for b in budgets)  # noqa: T201
+        print("\n| families | selection | " + " | ".join(str(b) for b in budgets)
               + f" | labels to target | share of random's | area to {d['area_to']} | stop signal at |")
-        print("|" + "---|" * (len(budgets) + 6))  # noqa: T201
+        print("|" + "---|" * (len(budgets) + 6))
         for t in d["table"].values():
             cells = [f"{t['mean'][b]:.3f}" if b in t["mean"] else "" for b in budgets]
             need = "never" if t["needed"] is None else (f"all {t['needed']}" if t["needed"] == d["n_pool"]
                                                         else str(t["needed"]))
             share = "" if t["share_of_random"] is None or t["selection"] == "random" else f"{t['share_of_random']:.2f}"
             stops = ",".join("-" if s is None else str(s) for s in t["stop_at"])
-            print(f"| {t['families']} | {t['selection']} | " + " | ".join(cells)  # noqa: T201
+            print(f"| {t['families']} | {t['selection']} | " + " | ".join(cells)
                   + f" | {need} | {share} | {t['area']:.3f} | {stops} |")
 
 
@@ -442,16 +442,16 @@ def report_honesty(rows: list[dict[str, Any]]) -> None:
     def f(x: Any, nd: int = 3) -> str:
         return "" if x is None else f"{x:.{nd}f}"
 
-    print("\n## What the loop tells people, against the test split (targets: ECE <= 0.05; estimate within 0.03 at "  # noqa: T201
+    print("\n## What the loop tells people, against the test split (targets: ECE <= 0.05; estimate within 0.03 at "
           "200+ labels; gate hit >= 0.90 and no run of more than 3 rejected better candidates; stop not before the "
           "point within 0.02 of full data, and by twice it)")
-    print("\n| dataset | families | selection | ECE 200 | ECE 1000 | estimate error max (mean) | interval held "  # noqa: T201
+    print("\n| dataset | families | selection | ECE 200 | ECE 1000 | estimate error max (mean) | interval held "
           "| gate hit | worst rejected run | stop at (point within 0.02) | every label trained | worst drop (spread, "
           "at) | at 50: champion - trained once |")
-    print("|" + "---|" * 13)  # noqa: T201
+    print("|" + "---|" * 13)
     for r in rows:
         stops = ", ".join(f"{'-' if a is None else a} ({'-' if b is None else b})" for a, b in r["stop"])
-        print(f"| {r['dataset']} | {r['families']} | {r['selection']} | {f(r['ece_200'])} | {f(r['ece_1000'])} | "  # noqa: T201
+        print(f"| {r['dataset']} | {r['families']} | {r['selection']} | {f(r['ece_200'])} | {f(r['ece_1000'])} | "
               f"{f(r['est_err_max'])} ({f(r['est_err_mean'])}) | {f(r['interval_held'], 2)} | {f(r['gate_hit'], 2)} | "
               f"{r['worst_reject_run']} | {stops} | {'yes' if r['all_labels'] else 'no'} | {f(r['worst_drop'])} "
               f"({f(r['worst_drop_spread'])}, {r['worst_drop_at']}) | {f(r['at_50'])} |")
@@ -641,14 +641,14 @@ def report_modes(rows: list[dict[str, Any]]) -> None:
     def f(x: Any) -> str:
         return "" if x is None else f"{x:.2f}"
 
-    print("\n## PRELABEL_MODE: labels to the full-data score - 0.01, and suggestions the annotator kept as they were")  # noqa: T201
-    print("\n| dataset | families | selection | labels to target | kept | kept < 200 labels | kept from 200 | "  # noqa: T201
+    print("\n## PRELABEL_MODE: labels to the full-data score - 0.01, and suggestions the annotator kept as they were")
+    print("\n| dataset | families | selection | labels to target | kept | kept < 200 labels | kept from 200 | "
           "kept by kind |")
-    print("|" + "---|" * 8)  # noqa: T201
+    print("|" + "---|" * 8)
     for r in rows:
         need = str(r["needed"]) if r["needed"] is not None else f"> {r['last']}"
         kinds = ", ".join(f"{m} {v:.2f}" for m, v in sorted(r["accepted_by"].items()))
-        print(f"| {r['dataset']} | {r['families']} | {r['selection']} | {need} | {f(r['accepted'])} | "  # noqa: T201
+        print(f"| {r['dataset']} | {r['families']} | {r['selection']} | {need} | {f(r['accepted'])} | "
               f"{f(r['accepted_before_200'])} | {f(r['accepted_from_200'])} | {kinds} |")
 
 
@@ -662,7 +662,7 @@ def finish(results: list[dict[str, Any]], out: Path, stem: str) -> int:
     report_modes(summary["modes"])
     plot({k: v for k, v in summary.items() if k not in ("honesty", "modes")}, out / f"{stem}.png")
     plot_reliability(results, out / f"{stem}_reliability.png")
-    print(f"\nwrote {out / (stem + '.json')}, {stem}_summary.json, {stem}.png and {stem}_reliability.png")  # noqa: T201
+    print(f"\nwrote {out / (stem + '.json')}, {stem}_summary.json, {stem}.png and {stem}_reliability.png")
     return 0
 
 

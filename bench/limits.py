@@ -90,9 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = [run_once(work / f"run{i}", work / "export", ids[0], ids[1], limit)
             for i, limit in enumerate([None, size + (1 << 20)])]
     for r in rows:
-        print(json.dumps(r))  # noqa: T201 - the benchmark's output
+        print(json.dumps(r))
     for r in rows:
-        print(f"MAX_TEXT_BYTES={r['max_text_bytes']}: {args.mb:g} MB document {r['large_event']}"  # noqa: T201
+        print(f"MAX_TEXT_BYTES={r['max_text_bytes']}: {args.mb:g} MB document {r['large_event']}"
               f"{' (' + r['large_reason'] + ')' if r['large_reason'] else ''}, stored: {r['large_text_stored']}; "
               f"small document {r['small_event']}; {r['seconds']} s; worker RSS {r['worker_rss_before_mb']} MB "
               f"-> peak {r['worker_rss_peak_mb']} MB (+{r['worker_rss_growth_mb']} MB)")

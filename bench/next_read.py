@@ -111,10 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level="INFO", format="%(asctime)s %(message)s")
     with tempfile.TemporaryDirectory(prefix="prelabel-next-") as tmp:
         rows = run([int(x) for x in args.pools.split(",")], args.labels, args.repeat, Path(tmp))
-    print("\n| pool | labels | next computed from | p50 ms | p99 ms | reads |")  # noqa: T201
-    print("|---|---|---|---|---|---|")  # noqa: T201
+    print("\n| pool | labels | next computed from | p50 ms | p99 ms | reads |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['pool']:,} | {r['labels']:,} | {r['how']} | {r['p50_ms']} | {r['p99_ms']} | {r['reads']} |")  # noqa: T201
+        print(f"| {r['pool']:,} | {r['labels']:,} | {r['how']} | {r['p50_ms']} | {r['p99_ms']} | {r['reads']} |")
     return 0
 
 

@@ -106,13 +106,13 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeat):
             for fn in (start_to_first_version, confirm_to_first_prelabel):
                 rows.append(fn(families))
-                print(json.dumps(rows[-1]), flush=True)  # noqa: T201 - the benchmark's output
-    print("\n| families | worker start to ready s | worker start to first version s | 20th confirm to first "  # noqa: T201
+                print(json.dumps(rows[-1]), flush=True)
+    print("\n| families | worker start to ready s | worker start to first version s | 20th confirm to first "
           "pre-label s | TensorFlow in the worker |\n|---|---|---|---|---|")
     for families in args.families.split(";"):
         a = [r for r in rows if r["families"] == families and r["figure"] == "start_to_first_version"]
         b = [r for r in rows if r["families"] == families and r["figure"] == "confirm_to_first_prelabel"]
-        print(f"| {families} | {statistics.median(r['ready_s'] for r in a):.1f} | "  # noqa: T201
+        print(f"| {families} | {statistics.median(r['ready_s'] for r in a):.1f} | "
               f"{statistics.median(r['first_version_s'] for r in a):.1f} | "
               f"{statistics.median(r['seconds'] for r in b):.1f} | "
               f"{'yes' if any(r['tensorflow_loaded'] for r in a) else 'no'} |")

@@ -5,7 +5,7 @@ Each run: the tagtog emulator and prelabel's web process start without workers; 
 webhooks, recorded and queued); then the workers start and drain the queue. Events/s = N / (last event finished -
 first event started), read from the events table, so worker start-up is not counted. Each event costs a
 fetch of ann.json and the text from the emulator and one transaction. Redis and PostgreSQL are throwaway servers
-from the Debian packages (scripts/servers.py).
+from the Debian packages (devtools/servers.py).
 
     python -m bench.scaleout                 # 400 events per run, 4 runs
     python -m bench.scaleout --events 1000
@@ -25,10 +25,10 @@ import pandas as pd
 
 
 def run(backend: str, workers: int, n: int, work: Path) -> dict[str, Any]:
-    from emulator.export import write_export
-    from scripts.servers import Postgres, Redis
-    from scripts.stack import Stack
-    from storage import Event, Store
+    from emulator.export import write_export  # noqa: PLC0415
+    from devtools.servers import Postgres, Redis  # noqa: PLC0415
+    from scripts.stack import Stack  # noqa: PLC0415
+    from storage import Event, Store  # noqa: PLC0415
 
     df = pd.read_csv(Path(__file__).resolve().parents[2] / "shared" / "data" / "sms_spam" / "sms_spam.csv",
                      keep_default_na=False).head(n)
@@ -81,11 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         for backend in ("sqlite", "postgresql+redis"):
             for workers in (1, 2):
                 rows.append(run(backend, workers, args.events, Path(d)))
-                print(rows[-1], flush=True)  # noqa: T201 - the benchmark's output
-    print("\n| store + queue | workers | events | seconds | events/s | failed | processed twice |")  # noqa: T201
-    print("|---|---|---|---|---|---|---|")  # noqa: T201
+                print(rows[-1], flush=True)
+    print("\n| store + queue | workers | events | seconds | events/s | failed | processed twice |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['backend']} | {r['workers']} | {r['events']} | {r['seconds']} | {r['events_per_s']} | "  # noqa: T201
+        print(f"| {r['backend']} | {r['workers']} | {r['events']} | {r['seconds']} | {r['events_per_s']} | "
               f"{r['failed']} | {r['processed_twice']} |")
     return 0
 

@@ -346,30 +346,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.under_load:
         rows = under_load(work)
         for r in rows:
-            print(f"{r['phase']}: {r['acknowledged']}/{r['sent']} acknowledged; p50 {r['p50_ms']} ms, "  # noqa: T201
+            print(f"{r['phase']}: {r['acknowledged']}/{r['sent']} acknowledged; p50 {r['p50_ms']} ms, "
                   f"p99 {r['p99_ms']} ms, max {r['max_ms']} ms" + (f"; load answers {r['load_answers']}"
                                                                     if "load_answers" in r else ""))
-        print(json.dumps(rows))  # noqa: T201
+        print(json.dumps(rows))
         return 0 if all(r["p99_ms"] is not None and r["p99_ms"] < 100 for r in rows) else 1
     if args.flood:
         r = flood(work, args.flood, connections=args.connections)
-        print(f"{r['flood_acknowledged']}/{r['flood']} deliveries for unknown documents acknowledged in "  # noqa: T201
+        print(f"{r['flood_acknowledged']}/{r['flood']} deliveries for unknown documents acknowledged in "
               f"{r['flood_send_s']} s (p99 {r['flood_ack_p99_ms']} ms); a real confirm sent after them: label stored "
               f"in {r['confirm_to_label_stored_s']} s, with {r['flood_still_waiting_then']} of the flood still queued")
-        print(json.dumps(r))  # noqa: T201
+        print(json.dumps(r))
         return 0
     rows, summary = run(work, args.burst, args.rate, args.seconds, args.connections, not args.no_drain)
     for r in rows:
-        print(json.dumps(r))  # noqa: T201 - the benchmark's output
+        print(json.dumps(r))
     for r in rows:
-        print(f"{r['phase']}: {r['acknowledged']}/{r['sent']} acknowledged (202) in {r['seconds']} s "  # noqa: T201
+        print(f"{r['phase']}: {r['acknowledged']}/{r['sent']} acknowledged (202) in {r['seconds']} s "
               f"({r['requests_per_s']}/s); latency p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms")
-    print(f"after the queue drained: acknowledged {summary['acknowledged']}, stored {summary['stored']}, "  # noqa: T201
+    print(f"after the queue drained: acknowledged {summary['acknowledged']}, stored {summary['stored']}, "
           f"processed {summary['processed']} ({summary['failed']} failed), lost {summary['lost']}, processed twice "
           f"{summary['processed_twice']}, 5xx {summary['server_errors_5xx']}; drain "
           f"{summary.get('drain_events_per_s', '-')} events/s; web RSS peak {summary['web_rss_peak_mb']} MB "
           f"(master + workers, summed; PSS {summary['web_pss_peak_mb']} MB)")
-    print(json.dumps(summary))  # noqa: T201
+    print(json.dumps(summary))
     return 0 if summary["lost"] == 0 and summary["processed_twice"] == 0 else 1
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-import defusedxml.ElementTree as ET  # noqa: N817 - refuses DTDs, entity expansion and external entities
+import defusedxml.ElementTree as ET
 from defusedxml import DefusedXmlException
 
 from .strictjson import loads

@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .quiet import import_tensorflow
 from .base import TextClassifier, read_json, write_json
 from .checkpoint import check_checkpoint, default_checkpoint
 
@@ -33,6 +34,7 @@ PARAMS_FILE = "bert.json"
 
 
 def _tokenizer(vocab: Path) -> Any:
+    import_tensorflow()
     import keras_hub  # noqa: PLC0415
 
     return keras_hub.models.BertTokenizer(vocabulary=str(vocab), lowercase=True, strip_accents=True)
@@ -98,6 +100,7 @@ class BertClassifier(TextClassifier):
         return np.array([index[str(v)] for v in labels], dtype="int32")
 
     def _compile(self, model: Any, steps: int) -> None:
+        import_tensorflow()
         import keras  # noqa: PLC0415
 
         warm = max(1, int(self.warmup * steps))
@@ -110,6 +113,7 @@ class BertClassifier(TextClassifier):
     # -- public API
     def fit(self, texts: Sequence[str], labels: Sequence[Any], *,
             validation: tuple[Sequence[str], Sequence[Any]] | None = None) -> "BertClassifier":
+        import_tensorflow()
         import keras  # noqa: PLC0415
         import keras_hub  # noqa: PLC0415
         import tensorflow as tf  # noqa: PLC0415
@@ -176,6 +180,7 @@ class BertClassifier(TextClassifier):
 
     @classmethod
     def load(cls, folder: Path) -> "BertClassifier":
+        import_tensorflow()
         import keras  # noqa: PLC0415
         import keras_hub  # noqa: F401, PLC0415 - registers keras-hub's layers for load_model
 
@@ -192,6 +197,7 @@ class BertClassifier(TextClassifier):
 
 
 def _warmup_class() -> Any:
+    import_tensorflow()
     import keras  # noqa: PLC0415
 
     class Warmup(keras.optimizers.schedules.LearningRateSchedule):
@@ -210,11 +216,12 @@ def _warmup_class() -> Any:
     return Warmup
 
 
-def _Warmup(peak: float, warm: int, after: Any) -> Any:  # noqa: N802 - builds the class lazily (no Keras import)
+def _Warmup(peak: float, warm: int, after: Any) -> Any:
     return _warmup_class()(peak, warm, after)
 
 
-def _Progress(clf: BertClassifier) -> Any:  # noqa: N802
+def _Progress(clf: BertClassifier) -> Any:
+    import_tensorflow()
     import keras  # noqa: PLC0415
 
     class Progress(keras.callbacks.Callback):

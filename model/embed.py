@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from .quiet import import_tensorflow
 from .base import TextClassifier, read_json, write_json
 from .checkpoint import check_checkpoint, default_checkpoint
 from .embed_store import EmbeddingStore
@@ -53,6 +53,7 @@ class Encoder:
     def __init__(self, checkpoint: str, max_length: int) -> None:
         """A new encoder with its own copy of the checkpoint's weights: ``get`` shares one per process (frozen);
         the fewshot family builds its own and fine-tunes ``backbone`` in place."""
+        import_tensorflow()
         import keras  # noqa: PLC0415 - the web process never imports this module
         import keras_hub  # noqa: PLC0415
 
@@ -228,5 +229,4 @@ class EmbedClassifier(TextClassifier):
         return clf
 
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 __all__ = ["EmbedClassifier", "Encoder", "use_store"]

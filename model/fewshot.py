@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .quiet import import_tensorflow
 from .base import read_json, write_json
 from .checkpoint import default_checkpoint
 from .embed import MODEL_FILE, Encoder, EmbedClassifier
@@ -125,6 +126,7 @@ class FewShotClassifier(EmbedClassifier):
 
     def _tune(self, texts: list[str], a: np.ndarray, b: np.ndarray, sim: np.ndarray) -> None:
         """One epoch of cosine-similarity loss (MSE between the pair's cosine and its target) on the encoder."""
+        import_tensorflow()
         import keras  # noqa: PLC0415
         import tensorflow as tf  # noqa: PLC0415
 

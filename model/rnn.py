@@ -10,16 +10,15 @@ Why it is built this way (shared/docs/keras-notes.md):
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from .quiet import import_tensorflow
 from .base import NotFittedError, TextClassifier, is_multilabel, read_json, write_json
 from .names import plain
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hides harmless TF 2.21 / Keras 3.15 version-skew noise
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.h5"
@@ -28,6 +27,7 @@ PARAMS_FILE = "rnn.json"
 
 
 def _keras() -> Any:
+    import_tensorflow()
     import keras  # noqa: PLC0415 - imported lazily: the web process must never load TensorFlow
 
     return keras
@@ -75,6 +75,7 @@ class RNNClassifier(TextClassifier):
         return keras.layers.TextVectorization(max_tokens=self.max_tokens, ragged=True, vocabulary=vocabulary)
 
     def _ids(self, texts: Sequence[str]) -> np.ndarray:
+        import_tensorflow()
         import tensorflow as tf  # noqa: PLC0415
 
         keras = _keras()
@@ -128,6 +129,7 @@ class RNNClassifier(TextClassifier):
     def fit(self, texts: Sequence[str], labels: Sequence[str], *, validation: tuple[Sequence[str], Sequence[str]]
             | None = None) -> "RNNClassifier":
         """Fit from scratch: new vocabulary, new weights."""
+        import_tensorflow()
         import tensorflow as tf  # noqa: PLC0415
 
         keras = _keras()

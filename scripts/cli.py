@@ -1,25 +1,36 @@
-"""prelabel's command line: the everyday operations of the API, plus corpus import/export and batch prediction.
+"""prelabel's command line: the servers (web, worker, ML backend), the demo, and the everyday data operations
+(corpus import/export, training, batch prediction, versions).
 
-    python -m scripts.cli import data.xlsx --project local/news --text-col body --id-col id --label-col topic
-    python -m scripts.cli train --project local/news
-    python -m scripts.cli versions --project local/news
-    python -m scripts.cli export --project local/news --out news.parquet
-    python -m scripts.cli predict new.csv --project local/news --out scored.csv
-    python -m scripts.cli promote --project 1 3            # make v3 the champion (a rollback when older)
-    python -m scripts.cli reconcile --project tagtog/alice/spam
+    prelabel web                                   # the web process on 127.0.0.1:8000 (webhooks, API, dashboard)
+    prelabel worker                                # the worker: retrains, pre-labels, reconciles
+    prelabel ml-backend                            # Label Studio's ML backend on 127.0.0.1:9090
+    prelabel demo                                  # the whole loop against a local tagtog emulator, ~2 minutes
+    prelabel import data.xlsx --project local/news --text-col body --id-col id --label-col topic
+    prelabel train --project local/news
+    prelabel versions --project local/news
+    prelabel export --project local/news --out news.parquet
+    prelabel predict new.csv --project local/news --out scored.csv
+    prelabel promote --project 1 3                 # make v3 the champion (a rollback when older)
+    prelabel reconcile --project tagtog/alice/spam
 
-Settings come from the environment and ``.env`` (the same as the web process and the worker), so the command
-line works on the same database and model folder. A project is named by its id (``1``), ``platform/owner/name``,
-``owner/name`` (tagtog), or ``local/<name>``: a project with no annotation platform, for data you import, train
-on and export yourself. Tables are .csv, .xlsx or .parquet; a multilabel cell lists its labels joined by ``;``.
-Exports cannot run code in a spreadsheet: a CSV cell starting with = + - @ (or a tab, CR) gets a leading
-apostrophe, which import takes off again; XLSX cells are text, never formulas. Long runs show a progress bar on a terminal (``--no-progress`` hides it).
+Where state goes: the database, queue, models and embedding cache live in the instance folder, ``--instance`` or
+the INSTANCE_PATH setting (default ``./instance`` in the current folder), unless DATABASE_URL / QUEUE_URL point
+elsewhere. Settings come from the environment and ``./.env`` (see .env.example), the same for every command, so
+the command line works on the same database and models as the web process and the worker.
+
+A project is named by its id (``1``), ``platform/owner/name``, ``owner/name`` (tagtog), or ``local/<name>``: a
+project with no annotation platform, for data you import, train on and export yourself. Tables are .csv, .xlsx or
+.parquet; a multilabel cell lists its labels joined by ``;``. Exports cannot run code in a spreadsheet: a CSV cell
+starting with = + - @ (or a tab, CR) gets a leading apostrophe, which import takes off again; XLSX cells are text,
+never formulas. Long runs show a progress bar on a terminal (``--no-progress`` hides it). ``python -m scripts.cli``
+is the same command.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -70,10 +81,30 @@ def resolve_project(store: Any, ref: str, create_local: bool = False) -> int:
         pid = store.ensure_project(LOCAL, LOCAL, name)
     if pid is None:
         with store.session() as s:
-            known = [f"{p.id}: {p.platform}/{p.owner}/{p.name}" for p in s.scalars(select(Project))]
+            known = [f"{p.id}: {platform_class(p.platform).project_ref(p.owner, p.name)}"
+                     for p in s.scalars(select(Project))]
         raise CliError(f"no project {ref!r}; known: {known or 'none'} (a local/<name> project is created by "
                        "import)")
     return pid
+
+
+def check_input(path: str) -> None:
+    """A table to read: it exists and has a suffix prelabel reads (before anything heavy loads)."""
+    from formats.tables import table_kind  # noqa: PLC0415
+
+    table_kind(path)
+    if not Path(path).is_file():
+        raise CliError(f"{path}: no such file")
+
+
+def check_output(path: str) -> None:
+    """A table to write: a suffix prelabel writes and a folder that exists (before a model is loaded)."""
+    from formats.tables import table_kind  # noqa: PLC0415
+
+    table_kind(path)
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
+        raise CliError(f"{path}: the folder {folder} does not exist")
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
@@ -113,16 +144,49 @@ def prediction_columns(clf: Any, proba: np.ndarray) -> pd.DataFrame:
 
 def cmd_import(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
     """Documents (and optionally their labels) from a table into a project."""
-    from formats.tables import parse_label_cell, read_table, require_columns  # noqa: PLC0415
-    from sqlalchemy import select  # noqa: PLC0415
-    from storage import Document, Label, Project, Store, text_hash  # noqa: PLC0415
+    from formats.tables import read_table, require_columns  # noqa: PLC0415
+    from storage import Store  # noqa: PLC0415
 
-    store = Store(settings.db_url).prepare(settings.projects)
-    pid = resolve_project(store, args.project, create_local=True)
-    df = read_table(Path(args.file).read_bytes(), Path(args.file).name)
-    require_columns(df, args.file, args.text_col, args.id_col or "", args.label_col or "")
     if args.as_ == "labelled" and not args.label_col:
         raise CliError("--as labelled needs --label-col")
+    check_input(args.file)
+    df = read_table(Path(args.file).read_bytes(), Path(args.file).name)
+    require_columns(df, args.file, args.text_col, args.id_col or "", args.label_col or "")
+    duplicates: list[str] = []
+    if args.id_col:  # a later row with the same id would replace the earlier one: say so, with the ids
+        ids = df[args.id_col].astype(str).str.strip()
+        duplicates = sorted(set(ids[ids.duplicated()]))
+        if duplicates:
+            logger.warning("%s: %d id(s) appear more than once (%s%s); the last row of each is kept", args.file,
+                           len(duplicates), ", ".join(duplicates[:5]), ", ..." if len(duplicates) > 5 else "")
+    store = Store(settings.db_url).prepare(settings.projects)
+    existed = _exists(store, args.project)
+    pid = resolve_project(store, args.project, create_local=True)
+    try:
+        counts = _import_rows(store, pid, df, args)
+    except BaseException:
+        if not existed:  # nothing created by a command that failed
+            store.delete_project(pid)
+        raise
+    if counts["labelled"]:
+        store.request_retrain(pid)
+    return {"project": pid, "rows": len(df), **counts, "duplicate_ids": len(duplicates)}
+
+
+def _exists(store: Any, ref: str) -> bool:
+    try:
+        resolve_project(store, ref)
+    except CliError:
+        return False
+    return True
+
+
+def _import_rows(store: Any, pid: int, df: pd.DataFrame, args: argparse.Namespace) -> dict[str, int]:
+    """The table's rows into project ``pid`` in one transaction (a bad row leaves nothing imported)."""
+    from formats.tables import parse_label_cell  # noqa: PLC0415
+    from sqlalchemy import select  # noqa: PLC0415
+    from storage import Document, Label, Project, text_hash  # noqa: PLC0415
+
     added = updated = labelled = skipped = 0
     with store.session() as s:  # one transaction: a bad row leaves nothing imported
         p = s.get(Project, pid)
@@ -170,10 +234,7 @@ def cmd_import(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
             s.add(Label(project_id=pid, document_id=doc.id, value=json.dumps(stored),
                         who=f"import:{Path(args.file).name}"))
             labelled += 1
-    if labelled:
-        store.request_retrain(pid)
-    return {"project": pid, "rows": len(df), "added": added, "updated": updated, "labelled": labelled,
-            "skipped_empty": skipped}
+    return {"added": added, "updated": updated, "labelled": labelled, "skipped_empty": skipped}
 
 
 def settings_platform_local(store: Any, pid: int) -> bool:
@@ -206,6 +267,7 @@ def cmd_export(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
     from sqlalchemy import select  # noqa: PLC0415
     from storage import Document, Label, current_labels  # noqa: PLC0415
 
+    check_output(args.out)
     loop = _loop(settings)
     pid = resolve_project(loop.store, args.project)
     with loop.store.session() as s:
@@ -241,10 +303,12 @@ def cmd_predict(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
     """A table through a version: its rows with ``predicted``, ``probability`` and ``p_<class>`` added."""
     from formats.tables import read_table, require_columns, write_table  # noqa: PLC0415
 
-    loop = _loop(settings)
-    pid = resolve_project(loop.store, args.project)
+    check_input(args.file)
+    check_output(args.out)
     df = read_table(Path(args.file).read_bytes(), Path(args.file).name)
     require_columns(df, args.file, args.text_col)
+    loop = _loop(settings)
+    pid = resolve_project(loop.store, args.project)
     vid, version = _version(loop, pid, args.version)
     clf = loop.classifier(pid, vid)
     proba = predict_batched(clf, df[args.text_col].astype(str).tolist(), args.progress, f"v{version}")
@@ -295,12 +359,13 @@ def cmd_evaluate(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
     from formats.tables import parse_label_cell, read_table, require_columns  # noqa: PLC0415
     from model.evaluate import evaluate, evaluate_multilabel, positive_class  # noqa: PLC0415
 
+    check_input(args.file)
+    df = read_table(Path(args.file).read_bytes(), Path(args.file).name)
+    require_columns(df, args.file, args.text_col, args.label_col)
     loop = _loop(settings)
     pid = resolve_project(loop.store, args.project)
     vid, version = _version(loop, pid, args.version)
     clf = loop.classifier(pid, vid)
-    df = read_table(Path(args.file).read_bytes(), Path(args.file).name)
-    require_columns(df, args.file, args.text_col, args.label_col)
     multilabel = bool(getattr(clf, "multilabel_", False))
     pairs = [(t, parse_label_cell(y, multilabel)) for t, y in zip(df[args.text_col].astype(str), df[args.label_col])]
     pairs = [(t, y) for t, y in pairs if y not in ("", ())]
@@ -351,16 +416,79 @@ def cmd_reconcile(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
     return {"project": pid, **loop.sync.reconcile(pid)}
 
 
+# -- servers: each replaces this process (exec), so signals and exit codes are the server's own ---------------
+
+def _exec(argv: list[str]) -> int:
+    logger.info("exec %s", " ".join(argv))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, *argv])
+    return 0  # not reached
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    """The web process (gunicorn): webhooks, the JSON API, the dashboard, /healthz and /metrics."""
+    return _exec(["-m", "gunicorn", "-c", "python:web.gunicorn_conf", *(["-b", args.bind] if args.bind else []),
+                  *(["-w", str(args.workers)] if args.workers else []), "app:create_app()"])
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """The worker (Huey consumer): stores labels, retrains, pre-labels, reconciles. ``--queue bert`` takes the
+    fine-tuning queue (bert, fewshot) instead, for a machine with a GPU."""
+    queue = "worker.jobs.huey" if args.queue == "main" else "worker.jobs.huey_bert"
+    return _exec(["-m", "huey.bin.huey_consumer", queue, "-w", str(args.threads), "-q"])
+
+
+def cmd_ml_backend(args: argparse.Namespace) -> int:
+    """Label Studio's ML backend (gunicorn, one process: it keeps the model in memory)."""
+    return _exec(["-m", "gunicorn", "-c", "python:web.gunicorn_conf", "-b", args.bind, "-w", "1",
+                  "web.ml_backend:create_app()"])
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job: a tagtog emulator, the web process and the worker on 127.0.0.1, and a simulated annotator."""
+    from scripts.demo import main as demo_main  # noqa: PLC0415
+
+    return demo_main(args.rest)
+
+
 # -- argument parsing -----------------------------------------------------------------------------------------
 
+SERVER_SETTINGS = ("INSTANCE_PATH, DATABASE_URL, QUEUE_URL, TAGTOG_*, LABELSTUDIO_*, API_TOKEN, WEBHOOK_* and the "
+                   "training settings: see .env.example")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m scripts.cli", description=__doc__,
+    ap = argparse.ArgumentParser(prog="prelabel", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--log-level", default="WARNING")
+    ap.add_argument("--instance", default=None, metavar="FOLDER",
+                    help="the instance folder: database, queue, models (default: INSTANCE_PATH, else ./instance)")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def server(name: str, fn: Any, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=f"{(fn.__doc__ or help_).strip()} Reads {SERVER_SETTINGS}.")
+        p.set_defaults(server=fn)
+        return p
+
+    p = server("web", cmd_web, "the web process (webhooks, API, dashboard)")
+    p.add_argument("--bind", default=None,
+                   help="address:port (default: BIND, else 127.0.0.1:8000; 0.0.0.0 only behind authentication)")
+    p.add_argument("--workers", type=int, default=0, help="gunicorn processes (default: WEB_CONCURRENCY, else 2)")
+    p = server("worker", cmd_worker, "the worker (training, pre-labels, reconcile)")
+    p.add_argument("--queue", choices=("main", "bert"), default="main")
+    p.add_argument("--threads", type=int, default=1, help="tasks at once (default 1)")
+    p = server("ml-backend", cmd_ml_backend, "Label Studio's ML backend")
+    p.add_argument("--bind", default="127.0.0.1:9090", help="address:port (default 127.0.0.1:9090)")
+    p = sub.add_parser("demo", help="the whole loop on a local tagtog emulator (prelabel demo --help)",
+                       description="The main job; its options: prelabel demo --help.", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(server=cmd_demo)
+
     def add(name: str, fn: Any, help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=(fn.__doc__ or help_).strip())
+        p = sub.add_parser(name, help=help_, description=(fn.__doc__ or help_).strip() + " Reads INSTANCE_PATH "
+                           "(or --instance), DATABASE_URL and, to reach a platform, its TAGTOG_* / LABELSTUDIO_* "
+                           "settings.")
         p.set_defaults(fn=fn)
         p.add_argument("--project", required=True, help="id, platform/owner/name, owner/name or local/<name>")
         p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -403,21 +531,45 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+class _OneLine(logging.Formatter):
+    """Log records without their tracebacks (the CLI prints one line per problem; --log-level DEBUG shows them)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.exc_info, record.exc_text = None, None
+        return super().format(record)
+
+
 def main(argv: list[str] | None = None) -> int:
-    from config import Settings  # noqa: PLC0415
+    from config import LOG_FORMAT, Settings, setup_logging  # noqa: PLC0415
     from formats.tagtog import FormatError  # noqa: PLC0415
-    from config import setup_logging  # noqa: PLC0415
 
     args = build_parser().parse_args(argv)
+    if args.instance:  # before anything reads the settings: the servers' children read the environment too
+        os.environ["INSTANCE_PATH"] = str(Path(args.instance).resolve())
     if getattr(args, "as_", "x") is None:
         args.as_ = "labelled" if args.label_col else "pool"
-    setup_logging(args.log_level.upper())
+    level = args.log_level.upper()
+    if getattr(args, "server", None) is None:  # a server (and the demo) sets up its own logging
+        setup_logging(level)
+    if level != "DEBUG":
+        for h in logging.getLogger().handlers:
+            if getattr(h, "prelabel", False):
+                h.setFormatter(_OneLine(LOG_FORMAT))
     try:
-        settings = Settings.load()
+        settings = Settings.load()  # every setting checked against its range: a bad one stops here, in one line
+        if getattr(args, "server", None) is not None:
+            return args.server(args)
         result = args.fn(args, settings)
     except (CliError, FormatError, ValueError, FileNotFoundError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
+    except OSError as exc:  # disk full, permission denied: the system's one line, not a traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        sys.stderr.write(f"error: {exc.strerror or exc}{where}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
     json.dump(result, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
     return 0

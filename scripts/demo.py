@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import random
 import shutil
 import sys
@@ -39,7 +38,16 @@ from emulator.export import write_export
 from scripts.stack import Stack
 
 logger = logging.getLogger("demo")
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sms_spam" / "sms_spam.csv"
+SMS = Path("shared") / "data" / "sms_spam" / "sms_spam.csv"
+
+
+def default_data() -> Path | None:
+    """The SMS spam table of ``shared/data``: beside the clone (``../shared``), else in the current folder or one
+    above it (an installed ``prelabel demo`` run next to the shared folder); None when none is there."""
+    places = [Path(__file__).resolve().parent.parent.parent, Path.cwd(), *Path.cwd().parents]
+    return next((base / SMS for base in places if (base / SMS).is_file()), None)
+
+
 RETRAIN_EVERY = 10
 
 
@@ -174,7 +182,8 @@ def fmt(v: float | None, spec: str = ".3f") -> str:
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m scripts.demo", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="labelled CSV (text,label); default SMS spam")
+    ap.add_argument("--data", type=Path, default=None, help="labelled CSV (text,label); default: SMS spam from "
+                    "shared/data beside the clone or above the current folder")
     ap.add_argument("--docs", type=int, default=1500, help="documents loaded into the emulator (default 1500)")
     ap.add_argument("--unseen", type=int, default=0, help="rows not loaded that score each champion (default 0: all)")
     ap.add_argument("--confirms", type=int, default=150, help="documents the annotator confirms (default 150)")
@@ -195,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level="INFO", format="%(message)s")
     if args.confirms % RETRAIN_EVERY:
         ap.error(f"--confirms must be a multiple of {RETRAIN_EVERY} (a retrain every {RETRAIN_EVERY} confirms)")
+    args.data = args.data or default_data()
+    if args.data is None or not Path(args.data).is_file():
+        ap.error(f"no SMS data: {args.data or SMS} not found; pass --data path/to/sms_spam.csv (columns text,label)")
     try:
         run(args)
     except (ValueError, TimeoutError) as exc:
@@ -205,7 +217,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The demo with parsed ``args``; prints the story and returns its figures (bench.demo runs it per seed)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     rng = random.Random(args.seed)
 
     df = pd.read_csv(args.data, keep_default_na=False)

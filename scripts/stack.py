@@ -78,7 +78,7 @@ class Stack:
         }
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        log = open(self.workdir / f"{name}.log", "ab")
         p = subprocess.Popen(cmd, cwd=ROOT, env=env or self.env, stdout=log, stderr=subprocess.STDOUT,
                              start_new_session=True)
         self.procs[name] = p
@@ -98,7 +98,7 @@ class Stack:
                 wait_http(f"{self.emu_url}/-emulator/healthz", 120, emu)
             self.start_web()
             if self.ml_backend:
-                ml = self._spawn("ml", [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "-b",
+                ml = self._spawn("ml", [sys.executable, "-m", "gunicorn", "-c", "python:web.gunicorn_conf", "-b",
                                         f"127.0.0.1:{self.ml_port}", "-w", "1", "web.ml_backend:create_app()"])
                 wait_http(f"{self.ml_url}/health", 60, ml)
             if self.start_worker:
@@ -112,7 +112,7 @@ class Stack:
         """``workers`` worker processes (huey_consumer, one thread each)."""
         for i in range(self.workers):
             self._spawn("worker" if i == 0 else f"worker{i + 1}",
-                        [str(BIN / "huey_consumer"), "worker.jobs.huey", "-w", "1", "-q"])
+                        [sys.executable, "-m", "huey.bin.huey_consumer", "worker.jobs.huey", "-w", "1", "-q"])
 
     def wait_for(self, pred: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
         """Poll ``pred`` until it returns something truthy (returned); TimeoutError naming ``what``, with the worker's
@@ -139,7 +139,7 @@ class Stack:
         return self.wait_for(ready, timeout, "worker ready")
 
     def start_web(self) -> None:
-        web = self._spawn("web", [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "-b",
+        web = self._spawn("web", [sys.executable, "-m", "gunicorn", "-c", "python:web.gunicorn_conf", "-b",
                                   f"127.0.0.1:{self.web_port}", "-w", str(self.web_workers), "app:create_app()"])
         wait_http(f"{self.web_url}/healthz", 60, web)
 

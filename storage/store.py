@@ -109,6 +109,17 @@ class Store:
                 p.label_name, p.label_id, p.label_type, p.label_ids = label_name, None, None, None
             return p.id
 
+    def delete_project(self, project_id: int) -> bool:
+        """Remove a project that holds nothing yet (a command that created it and then failed); False, and nothing
+        removed, when it has documents."""
+        with self.session() as s:
+            if s.scalar(select(Document.id).where(Document.project_id == project_id).limit(1)) is not None:
+                return False
+            p = s.get(Project, project_id)
+            if p is not None:
+                s.delete(p)
+            return p is not None
+
     def find_project_id(self, platform: str, owner: str, name: str) -> int | None:
         with self.session() as s:
             return s.scalar(select(Project.id).filter_by(platform=platform, owner=owner, name=name))

@@ -1,8 +1,8 @@
 """The layout the README describes, held: no import circles, dependencies one way, no platform branches outside
-the registry, loop modules of one responsibility each (scripts/architecture.py measures)."""
+the registry, loop modules of one responsibility each (devtools/architecture.py measures)."""
 from __future__ import annotations
 
-from scripts import architecture
+from devtools import architecture
 
 from .conftest import ROOT
 
@@ -36,7 +36,7 @@ def test_the_checker_finds_what_it_looks_for(tmp_path):
 def test_loop_modules_stay_small_and_the_event_path_is_six_files():
     sizes = {p.name: len(p.read_text().splitlines()) for p in (ROOT / "worker" / "loop").glob("*.py")}
     assert max(sizes.values()) <= 400, sizes
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "design.md").read_text()
     path = readme.split("<!-- event-path -->")[1].split("<!-- /event-path -->")[0]
     files = [line.split("`")[1] for line in path.strip().splitlines() if line[:1].isdigit()]
     assert len(files) <= 6 and all((ROOT / f).is_file() for f in files), files

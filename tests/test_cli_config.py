@@ -24,9 +24,9 @@ def run(*args):
 
 @pytest.mark.parametrize("mod", ["scripts.train", "scripts.evaluate", "scripts.demo", "scripts.csv_to_tagtog",
                                  "emulator.tagtog", "bench.quality", "bench.freshness", "bench.webhooks",
-                                 "scripts.labelstudio_server", "bench.labelstudio", "bench.families", "scripts.cli",
-                                 "scripts.servers", "bench.scaleout", "bench.faults", "bench.fuzz",
-                                 "scripts.faultproxy", "bench.embed_cache", "bench.learning_curves"])
+                                 "devtools.labelstudio_server", "bench.labelstudio", "bench.families", "scripts.cli",
+                                 "devtools.servers", "bench.scaleout", "bench.faults", "bench.fuzz",
+                                 "devtools.faultproxy", "bench.embed_cache", "bench.learning_curves"])
 def test_help(mod):
     r = run(mod, "--help")
     assert r.returncode == 0 and "usage:" in r.stdout

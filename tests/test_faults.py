@@ -1,5 +1,5 @@
 """Faults, with the real processes (bench/faults.py's scenarios, smaller): a flaky, slow or malformed platform
-behind scripts/faultproxy.py, the web process down while annotators confirm, the worker killed with SIGKILL during
+behind devtools/faultproxy.py, the web process down while annotators confirm, the worker killed with SIGKILL during
 training, and a model version that cannot be written (disk full, database locked). Nothing accepted is lost or
 stored twice; no half-written version is ever visible; the champion stays intact."""
 from __future__ import annotations
@@ -13,8 +13,8 @@ import requests
 
 from worker import jobs
 from bench import faults
-from scripts.faultproxy import FaultProxy
-from scripts.labelstudio_server import installed
+from devtools.faultproxy import FaultProxy
+from devtools.labelstudio_server import installed
 from storage import Store, utcnow
 
 
@@ -65,7 +65,7 @@ def test_label_studio_drops_webhooks_while_web_is_down_and_reconcile_recovers_th
     if not installed():
         if os.environ.get("PRELABEL_REQUIRE_LABELSTUDIO"):
             pytest.fail("PRELABEL_REQUIRE_LABELSTUDIO=1 but Label Studio is not installed", pytrace=False)
-        pytest.skip("Label Studio is not installed (python -m scripts.labelstudio_server --install)")
+        pytest.skip("Label Studio is not installed (python -m devtools.labelstudio_server --install)")
     r = faults.labelstudio_web_down(tmp_path, 12)
     assert r["sent"] == 12 and r["acknowledged"] == 6 and r["recovered_by_reconcile"] == 6, r
     assert r["lost"] == 0 and r["duplicated"] == 0 and r["failed_with_reason"] == 0, r

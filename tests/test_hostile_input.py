@@ -117,7 +117,7 @@ def test_labels_with_unusual_characters_and_odd_texts_train_and_round_trip(tmp_p
         v = store.get_version(pid, result.version)
         assert sorted(v["classes"]["names"]) == sorted(classes)  # every class name kept exactly
         assert v["metrics"]["f1_macro"] >= 0.8  # the class words are learnable; the odd texts do not break it
-        from model.factory import load_classifier  # noqa: PLC0415
+        from model.factory import load_classifier
 
         clf = load_classifier(v["path"])
         proba = clf.predict_proba(["", "!!! ???", "x" * 100_000, words[classes[3]] + " message"])

@@ -1,4 +1,4 @@
-"""End to end against a real Label Studio 1.23.2 (its own virtualenv, see scripts/labelstudio_server.py) and
+"""End to end against a real Label Studio 1.23.2 (its own virtualenv, see devtools/labelstudio_server.py) and
 prelabel's web, worker and ML-backend processes, all on 127.0.0.1.
 
 One Label Studio (one migrated database) and one prelabel stack serve the whole module; the tests run in order.
@@ -16,7 +16,7 @@ import requests
 
 from annotation_client import AuthError, LabelStudioClient
 from formats.labelstudio import QUEUE_VERSION
-from scripts.labelstudio_server import TOKEN, LabelStudio, ensure_template, installed
+from devtools.labelstudio_server import TOKEN, LabelStudio, ensure_template, installed
 from scripts.stack import Stack
 
 from .conftest import SHARED, SMS_CSV
@@ -29,8 +29,8 @@ EMOTIONS = ("admiration", "amusement", "gratitude", "love", "neutral")
 if not installed():
     if os.environ.get("PRELABEL_REQUIRE_LABELSTUDIO"):
         raise RuntimeError("Label Studio is required (PRELABEL_REQUIRE_LABELSTUDIO=1) but not installed: "
-                           "python -m scripts.labelstudio_server --install")
-    pytest.skip("Label Studio is not installed (python -m scripts.labelstudio_server --install)",
+                           "python -m devtools.labelstudio_server --install")
+    pytest.skip("Label Studio is not installed (python -m devtools.labelstudio_server --install)",
                 allow_module_level=True)
 
 
@@ -313,11 +313,11 @@ def test_multilabel_project(world):
 
 
 def test_malformed_task_json_fails_only_that_event_with_the_reason(world, tmp_path):
-    """Label Studio answers a task with a body cut in half (scripts/faultproxy.py in front of the real server):
+    """Label Studio answers a task with a body cut in half (devtools/faultproxy.py in front of the real server):
     the event fails with the reason; the other tasks of the same batch are stored."""
     from worker import jobs
     from config import ProjectSpec, Settings
-    from scripts.faultproxy import Faults, FaultProxy
+    from devtools.faultproxy import Faults, FaultProxy
     from storage import Store
 
     bad, good = unlabelled(world)[6:8]

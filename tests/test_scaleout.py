@@ -1,7 +1,7 @@
 """Scale-out with real servers: the tagtog emulator, prelabel's web process and TWO worker processes sharing a
 Redis queue (QUEUE_URL) and a PostgreSQL store (DATABASE_URL), two projects. Every event is processed exactly
 once, the trainings of a project never overlap, and the stored labels are what the annotators set, as in the
-single-machine mode. Redis and PostgreSQL come from the Debian packages (scripts/servers.py starts throwaway
+single-machine mode. Redis and PostgreSQL come from the Debian packages (devtools/servers.py starts throwaway
 ones); skipped when they are not installed, unless PRELABEL_REQUIRE_SERVERS=1 (CI sets it)."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from emulator.export import write_export
-from scripts.servers import Postgres, Redis, available
+from devtools.servers import Postgres, Redis, available
 from scripts.stack import Stack
 
 from .conftest import SMS_CSV

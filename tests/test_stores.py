@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from scripts.servers import Postgres, available
+from devtools.servers import Postgres, available
 from storage import Event, Store
 
 HAVE_PG = available()[1]

@@ -29,7 +29,7 @@ from storage import Store
 MAX_ID = 2**63 - 1  # SQLite's and PostgreSQL's BIGINT
 logger = logging.getLogger(__name__)
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
-OPENAPI = Path(__file__).resolve().parent.parent / "openapi.json"  # at the top: the API contract
+OPENAPI = Path(__file__).resolve().parent / "openapi.json"  # the API contract, shipped with the package
 MAX_N = 1000
 
 

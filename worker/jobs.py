@@ -34,28 +34,63 @@ logger = logging.getLogger(__name__)
 SETTINGS = Settings.load()
 
 
+class _Deferred:
+    """A queue's storage built on first use: importing this module (huey_consumer does, and so does the web app)
+    opens no file and no connection, so an app built with its own settings (``use_queue``) never leaves a stray
+    ./instance/queue.db behind, and a bad QUEUE_URL is reported where it is used."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build, self._real = build, None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        if self._real is None:
+            with self._lock:
+                if self._real is None:
+                    self._real = self._build()
+        return getattr(self._real, name)
+
+
+def _deferred(cls: type[Huey]) -> type[Huey]:
+    class Deferred(cls):  # type: ignore[misc, valid-type]
+        def create_storage(self) -> Any:
+            return _Deferred(self._open_storage)
+
+        def _open_storage(self) -> Any:
+            filename = self.storage_kwargs.get("filename")
+            if filename:  # the instance folder too is made only when the queue is used
+                Path(filename).parent.mkdir(parents=True, exist_ok=True)
+            storage = cls.create_storage(self)
+            if "url" in self.storage_kwargs:
+                _migrate_redis_list(storage)
+            return storage
+
+    Deferred.__name__ = cls.__name__
+    return Deferred
+
+
+DeferredSqliteHuey, DeferredRedisHuey = _deferred(SqliteHuey), _deferred(PriorityRedisHuey)
+
+
 def make_huey(settings: Settings, name: str = "prelabel") -> Huey:
-    """The queue ``name``: on Redis (QUEUE_URL=redis://...) or in a SQLite file in the instance folder."""
+    """The queue ``name``: on Redis (QUEUE_URL=redis://...) or in a SQLite file in the instance folder; its storage
+    is opened on first use."""
     if settings.queue_url.startswith(REDIS_SCHEMES):
         # priorities (a person's label before a flood of unknown documents) need Huey's sorted-set queue
-        queue = PriorityRedisHuey(name, url=settings.queue_url, results=False)
-        _migrate_redis_list(queue)
-        return queue
+        return DeferredRedisHuey(name, url=settings.queue_url, results=False)
     if settings.queue_url and not settings.queue_url.startswith("sqlite"):
         raise ValueError(f"QUEUE_URL must be redis://... or empty (SQLite), got {settings.queue_url.split(':')[0]}:")
     path = settings.queue_url.removeprefix("sqlite:///") if settings.queue_url else str(
         Path(settings.instance_path) / "queue.db")
     if name != "prelabel":
         path = str(Path(path).with_name(f"{Path(path).stem}-{name.removeprefix('prelabel-')}{Path(path).suffix}"))
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     # results=False: outcomes live in the events table; stored task results would only grow the queue file
-    return SqliteHuey(name, filename=path, results=False)
+    return DeferredSqliteHuey(name, filename=path, results=False)
 
 
-def _migrate_redis_list(queue: Huey) -> None:
+def _migrate_redis_list(storage: Any) -> None:
     """Tasks an older prelabel queued in Redis as a plain list (RedisHuey) move to the priority queue, oldest
     first; taken in one transaction, so of several processes starting at once only one moves them."""
-    storage: Any = queue.storage
     key = storage.queue_key
     if storage.conn.type(key) not in (b"list", "list"):
         return
@@ -72,11 +107,23 @@ def _migrate_redis_list(queue: Huey) -> None:
 # (deliveries for documents it has never seen, which a flood of them must not put ahead of real labels)
 PRIORITY_KNOWN, PRIORITY_RETRAIN = 10, 5
 
-huey = make_huey(SETTINGS)
+huey = make_huey(SETTINGS)  # from the environment, as huey_consumer imports it; use_queue() re-points it
 # bert and fewshot fine-tuning have their own queue, so a GPU worker can take it while CPU workers do the rest:
 #     huey_consumer jobs.huey_bert -w 1
 huey_bert = make_huey(SETTINGS, "prelabel-bert")
 OWN_QUEUE = SLOW_FAMILIES
+
+
+def use_queue(settings: Settings) -> None:
+    """Point both queues at ``settings``' queue (QUEUE_URL, or the SQLite file in its instance folder): the web
+    app built with other settings than the environment's (``create_app({"instance_path": X})``) enqueues where
+    its database is, not into ./instance. The tasks stay registered; only the storage changes."""
+    global SETTINGS
+    if (settings.queue_url, settings.instance_path) == (SETTINGS.queue_url, SETTINGS.instance_path):
+        return
+    huey.storage = make_huey(settings).storage
+    huey_bert.storage = make_huey(settings, "prelabel-bert").storage
+    SETTINGS = settings
 # in training_runs: which worker trained (host:pid:incarnation; a restarted container may reuse host and pid)
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 STALE_RUN_S = 6 * 3600  # a run of a worker on another machine, unfinished this long, is taken as interrupted
@@ -212,6 +259,8 @@ def start_worker(queue: str) -> None:
         if _heartbeat is not None:
             return
         setup_logging(SETTINGS.log_level, SETTINGS.log_format)
+        for h in list(logging.getLogger("huey").handlers):  # huey_consumer's own: the root's writes each line once
+            logging.getLogger("huey").removeHandler(h)
         loop = get_loop()
         recover_interrupted()
         clear_stale_locks(loop.store.project_ids(), at_start=True)

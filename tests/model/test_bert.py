@@ -52,4 +52,4 @@ def test_bert_multilabel_shapes_and_cancel():
     clf = BertClassifier(epochs=1, batch_size=8, max_length=32).fit(texts, labels)
     assert clf.multilabel_ and clf.predict_proba(["thanks"]).shape == (1, 3)
     with pytest.raises(InterruptedError, match="cancelled"):
-        BertClassifier(epochs=1, batch_size=4).on_progress(should_stop=lambda: True).fit(texts, [l[0] for l in labels])
+        BertClassifier(epochs=1, batch_size=4).on_progress(should_stop=lambda: True).fit(texts, [lab[0] for lab in labels])

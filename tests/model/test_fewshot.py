@@ -99,7 +99,7 @@ def test_fewshot_multilabel_factory_and_cancel():
     assert isinstance(clf, FewShotClassifier) and clf.multilabel_
     assert clf.predict_proba(["thanks", "x " * 500]).shape == (2, 3)  # over-long text: truncated
     with pytest.raises(InterruptedError, match="cancelled"):
-        FewShotClassifier(max_pairs=32).on_progress(should_stop=lambda: True).fit(texts, [l[0] if l else "none"
-                                                                                         for l in labels])
+        FewShotClassifier(max_pairs=32).on_progress(should_stop=lambda: True).fit(texts, [lab[0] if lab else "none"
+                                                                                         for lab in labels])
     with pytest.raises(ValueError):
         FewShotClassifier().fit(["a", "b"], ["x"])  # refused before the encoder is loaded

@@ -164,7 +164,7 @@ def test_next_bad_input(served, query, needle):
 @pytest.mark.timeout(120)  # under Python's backtracking re this pattern would run for hours on these texts
 def test_next_catastrophic_regex_is_linear(served):
     c, loop, pid, _, _ = served
-    from storage import Document, Prediction  # noqa: PLC0415
+    from storage import Document, Prediction
     with loop.store.session() as s:
         scored = s.query(Prediction).filter_by(project_id=pid).first()  # the champion's classes and version
         for i, n in enumerate((40, 2000, 9_000)):  # runs of one letter: exponential for a backtracking engine
@@ -202,7 +202,7 @@ def test_openapi_documents_every_route(served):
                 app_routes.add((path, m.lower()))
     documented = {(p, m) for p, ops in spec["paths"].items() for m in ops}
     assert app_routes == documented
-    assert json.loads((ROOT / "openapi.json").read_text())["openapi"].startswith("3.")
+    assert json.loads((ROOT / "web" / "openapi.json").read_text())["openapi"].startswith("3.")
 
 
 def test_cross_validation_on_demand(trained):

@@ -94,7 +94,7 @@ class _Endless(BaseHTTPRequestHandler):
     declare = False
     sent = 0
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         chunk = b"a" * 65536
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")

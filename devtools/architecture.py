@@ -1,6 +1,6 @@
 """The shape of the code base, measured: module sizes, import circles, layering, platform branches.
 
-    python -m scripts.architecture [--root DIR] [--json]
+    python -m devtools.architecture [--root DIR] [--json]
 
 Prints the largest library modules, every import circle (imports inside functions count; those under
 ``if TYPE_CHECKING:`` do not, they never run), imports that break the layering (model/ and formats/ import nothing
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-TOOLS = ("tests", "bench", "scripts", "emulator", ".venv", ".lsvenv", "docs", "instance")  # not library code
+TOOLS = ("tests", "bench", "scripts", "devtools", "emulator", ".venv", ".lsvenv", "docs", "instance")  # not library code
 SERVICE = ("app", "config", "storage", "jobs", "ml_backend", "web", "worker", "annotation_client", "pipeline",
            "pipeline_labelstudio", "api", "receivers", "dashboard", "observability", "plots")
 REGISTRY = "annotation_client/__init__.py"
@@ -31,7 +31,7 @@ def modules(root: Path) -> dict[str, Path]:
     out = {}
     for f in sorted(root.rglob("*.py")):
         rel = f.relative_to(root)
-        if rel.parts[0] in (".venv", ".lsvenv", ".git") or rel.parts[0].startswith("."):
+        if rel.parts[0] in (".venv", ".lsvenv", ".git", "build", "dist") or rel.parts[0].startswith("."):
             continue
         parts = list(rel.with_suffix("").parts)
         if parts[-1] == "__init__":
@@ -164,7 +164,7 @@ def platform_branches(root: Path, files: dict[str, Path]) -> list[str]:
     out = []
     for name, f in files.items():
         rel = f.relative_to(root).as_posix()
-        if _top(name) in ("tests", "bench", "emulator") or rel in (REGISTRY, "scripts/architecture.py"):
+        if _top(name) in ("tests", "bench", "emulator") or rel in (REGISTRY, "devtools/architecture.py"):
             continue
         for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
             code = line.split("#", 1)[0]

@@ -1,12 +1,12 @@
 """Run a real Label Studio 1.23.2 on 127.0.0.1 for tests, benchmarks and the demo.
 
 Label Studio lives in its own virtualenv (it pins Django and ~60 packages): ``.lsvenv`` beside this repository's
-code, or ``LABEL_STUDIO_VENV``. Install it with ``python -m scripts.labelstudio_server --install``.
+code, or ``LABEL_STUDIO_VENV``. Install it with ``python -m devtools.labelstudio_server --install``.
 The first start migrates an empty database (~30 s); the migrated database is kept as a template and copied for
 each later start (~3 s).
 
-    python -m scripts.labelstudio_server --install        # create .lsvenv with label-studio==1.23.2
-    python -m scripts.labelstudio_server --port 8080      # run one in the foreground (Ctrl-C stops it)
+    python -m devtools.labelstudio_server --install        # create .lsvenv with label-studio==1.23.2
+    python -m devtools.labelstudio_server --port 8080      # run one in the foreground (Ctrl-C stops it)
 """
 from __future__ import annotations
 
@@ -82,13 +82,13 @@ class LabelStudio:
     def start(self, timeout: float = 180.0) -> "LabelStudio":
         if not installed():
             raise RuntimeError(f"Label Studio is not installed in {venv_path()}; run "
-                               "python -m scripts.labelstudio_server --install")
+                               "python -m devtools.labelstudio_server --install")
         data = self.workdir / "data"
         if self.template is not None and not data.exists():
             shutil.copytree(self.template, data)
         data.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()  # LS hops to port+1 silently when busy: pick a free one first
-        log = open(self.workdir / "labelstudio.log", "ab")  # noqa: SIM115 - closed with the process
+        log = open(self.workdir / "labelstudio.log", "ab")
         self.proc = subprocess.Popen(
             [str(venv_path() / "bin" / "label-studio"), "start", "--internal-host", "127.0.0.1", "--port",
              str(self.port), "--no-browser", "--data-dir", str(data)],
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.workdir.mkdir(parents=True, exist_ok=True)
     ls = LabelStudio(args.workdir, port=args.port).start()
-    logger.info("Label Studio on %s (user %s, token in scripts/labelstudio_server.py); Ctrl-C stops it",
+    logger.info("Label Studio on %s (user %s, token in devtools/labelstudio_server.py); Ctrl-C stops it",
                 ls.url, ADMIN[0])
     try:
         ls.proc.wait()

@@ -3,8 +3,8 @@ every request to ``--upstream`` and, at random (seeded), answers 500/503 instead
 client's timeout, delays every answer, or corrupts JSON answers of matching paths. prelabel's worker talks to the
 proxy's URL as if it were the platform.
 
-    python -m scripts.faultproxy --upstream http://127.0.0.1:8090 --port 8091 --rate 0.3 --timeout-s 3
-    python -m scripts.faultproxy --upstream http://127.0.0.1:8080 --port 8081 --malform '/api/tasks/'
+    python -m devtools.faultproxy --upstream http://127.0.0.1:8090 --port 8091 --rate 0.3 --timeout-s 3
+    python -m devtools.faultproxy --upstream http://127.0.0.1:8080 --port 8081 --malform '/api/tasks/'
 
 The faults can be changed while it runs: ``POST /-proxy/faults`` with any of rate, kinds, delay_s, timeout_s,
 malform (a JSON object); ``GET /-proxy/stats`` counts calls and injected faults by kind.
@@ -136,7 +136,7 @@ class FaultProxy:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m scripts.faultproxy", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="python -m devtools.faultproxy", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("--upstream", required=True, help="the platform's base URL, e.g. http://127.0.0.1:8090")

@@ -1,7 +1,7 @@
 """Throwaway Redis and PostgreSQL servers on 127.0.0.1, from the Debian packages (redis-server, postgresql), for
 the scale-out tests and benchmarks. Each lives in a temporary folder and is stopped (and deleted) on exit.
 
-    python -m scripts.servers          # start both, print REDIS_URL / DATABASE_URL, stop on Ctrl-C
+    python -m devtools.servers          # start both, print REDIS_URL / DATABASE_URL, stop on Ctrl-C
 
 As root, PostgreSQL runs as the ``postgres`` system user (it refuses to run as root).
 """
@@ -116,7 +116,7 @@ class Postgres:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m scripts.servers", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m devtools.servers", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.parse_args(argv)
     logging.basicConfig(level="INFO", format="%(message)s")
