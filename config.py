@@ -63,6 +63,16 @@ def example_values(path: Path = ENV_EXAMPLE) -> dict[str, set[str]]:
     return out
 
 
+# names read from the environment besides the settings below: gunicorn's (web/gunicorn_conf.py) and libraries'
+OTHER_NAMES = {"BIND", "WEB_CONCURRENCY", "WEB_THREADS", "GUNICORN_CMD_ARGS", "PROMETHEUS_MULTIPROC_DIR",
+               "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS", "CUDA_VISIBLE_DEVICES", "KERAS_BACKEND"}
+
+
+def known_names() -> set[str]:
+    """Every name prelabel reads from the environment (its settings, upper-case, and OTHER_NAMES)."""
+    return {f.name.upper() for f in fields(Settings) if f.name != "extra"} | OTHER_NAMES
+
+
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")  # a QUEUE_URL naming Redis (worker/jobs.make_huey)
 
 
@@ -254,9 +264,15 @@ class Settings:
     def load(cls, overrides: Mapping[str, Any] | None = None) -> "Settings":
         """What an entry point uses: ``.env`` of the current folder (or the nearest one above it) loaded
         (python-dotenv; the environment wins), the environment read, then ``overrides``."""
-        from dotenv import find_dotenv, load_dotenv  # noqa: PLC0415
+        from dotenv import dotenv_values, find_dotenv, load_dotenv  # noqa: PLC0415
 
-        load_dotenv(find_dotenv(usecwd=True))  # the folder the user runs in, not where prelabel is installed
+        path = find_dotenv(usecwd=True)  # the folder the user runs in, not where prelabel is installed
+        load_dotenv(path)
+        if path:  # a typo in .env (RETRAIN_EVRY=5) would otherwise be ignored without a word
+            unknown = sorted(set(dotenv_values(path)) - known_names())
+            if unknown:
+                logging.getLogger(__name__).warning("%s: unknown setting(s) %s ignored (see .env.example)", path,
+                                                    ", ".join(unknown))
         settings = cls.from_env()
         return settings.with_(**overrides) if overrides else settings
 
@@ -303,8 +319,6 @@ class Settings:
                 f not in FAMILIES for f in s.plateau_families):
             raise ValueError(f"setting MODEL_FAMILY_EVERY must name families of {', '.join(FAMILIES)} with M >= 1 "
                              "or plateau")
-        if s.plateau_rounds < 1 or s.plateau_delta < 0:
-            raise ValueError("settings PLATEAU_ROUNDS must be >= 1 and PLATEAU_DELTA >= 0")
         if set(CHECKPOINT_FAMILIES) & set(s.families):
             from model.checkpoint import check_checkpoint, default_checkpoint  # noqa: PLC0415 - no Keras import
 
@@ -314,12 +328,6 @@ class Settings:
                 raise ValueError(f"setting BERT_CHECKPOINT: {exc}") from None
         if s.prelabel_env not in ("development", "production"):
             raise ValueError("setting PRELABEL_ENV must be development or production")
-        if s.max_costly_reads < 1:
-            raise ValueError("setting MAX_COSTLY_READS must be at least 1")
-        if s.max_body_bytes < 1024 or s.labelstudio_max_body_bytes < 1024:
-            raise ValueError("settings MAX_BODY_BYTES and LABELSTUDIO_MAX_BODY_BYTES must be at least 1024")
-        if s.max_text_bytes < 1024 or s.max_annotation_bytes < 1024:
-            raise ValueError("settings MAX_TEXT_BYTES and MAX_ANNOTATION_BYTES must be at least 1024")
         if s.prelabel_env == "production" and (problems := s.production_problems()):
             raise ValueError("PRELABEL_ENV=production refuses to start: " + "; ".join(problems))
         if s.log_format not in ("text", "json"):
@@ -330,19 +338,6 @@ class Settings:
             raise ValueError(f"setting AL_STRATEGY must be one of {', '.join(STRATEGIES)}")
         if s.al_batch not in BATCH_MODES:
             raise ValueError(f"setting AL_BATCH must be one of {', '.join(BATCH_MODES)}")
-        if s.keep_rejected < 0 or s.keep_retired < 1 or s.keep_rejected_hours < 0:
-            raise ValueError("settings KEEP_REJECTED and KEEP_REJECTED_HOURS must be >= 0, KEEP_RETIRED >= 1")
-        if not 0 <= s.audit_share <= 1:
-            raise ValueError("setting AUDIT_SHARE must be between 0 and 1")
-        if not 2 <= s.cv_folds <= 20:
-            raise ValueError("setting CV_FOLDS must be between 2 and 20")
-        if not 0 < s.gate_alpha < 1 or not 0 <= s.gate_max_drop <= 1:
-            raise ValueError("settings GATE_ALPHA must be between 0 and 1, GATE_MAX_DROP between 0 and 1")
-        if s.stop_growth < 1.05:
-            raise ValueError("setting STOP_GROWTH must be at least 1.05 (models a label apart always agree)")
-        if s.stop_rounds < 1 or not 0 <= s.stop_kappa <= 1 or s.stop_min_labels < 0 or s.stop_set < 10:
-            raise ValueError("settings STOP_ROUNDS must be >= 1, STOP_KAPPA between 0 and 1, STOP_MIN_LABELS >= 0 "
-                             "and STOP_SET >= 10")
         for name, (low, high) in RANGES.items():
             value = getattr(s, name)
             if value < low or (high is not None and value > high):
@@ -361,13 +356,26 @@ class Settings:
 # the numeric settings not checked on their own in Settings.from_env: (lowest, highest) accepted, None unbounded. A
 # zero interval or heartbeat is a busy loop, RETRAIN_EVERY=0 a retrain per event of any kind, a model with no epoch
 # never trains: each is refused with its name and the range, not discovered at the first round
+# Every numeric setting's range, checked at start (Settings.from_env): a value outside stops the process with one
+# line naming the setting, its range and the value. Grouped as .env.example is.
 RANGES: dict[str, tuple[float, float | None]] = {
+    # limits
+    "max_costly_reads": (1, None), "max_body_bytes": (1024, None), "labelstudio_max_body_bytes": (1024, None),
+    "max_text_bytes": (1024, None), "max_annotation_bytes": (1024, None),
+    # platforms
     "tagtog_timeout": (0.1, None), "labelstudio_timeout": (0.1, None), "tagtog_retries": (0, 20),
     "labelstudio_retries": (0, 20), "reconcile_interval_s": (1, None), "sync_interval_s": (1, None),
-    "worker_heartbeat_s": (1, None), "selection_margin": (0, 1), "cold_start_labels": (0, None),
+    # training
+    "plateau_rounds": (1, None), "plateau_delta": (0, 1), "selection_margin": (0, 1), "cold_start_labels": (0, None),
     "model_epochs": (1, 1000), "warm_epochs": (0, 1000), "warm_lr_factor": (1e-6, 1), "full_refit_growth": (1, None),
-    "warm_min_labels": (0, None), "retrain_every": (1, None), "min_labels": (2, None), "prelabel_k": (0, 10_000),
-    "cold_start_min": (1, None)}
+    "warm_min_labels": (0, None), "retrain_every": (1, None), "min_labels": (2, None), "cv_folds": (2, 20),
+    "gate_alpha": (0.001, 0.5), "gate_max_drop": (0, 1),
+    "keep_rejected": (0, None), "keep_rejected_hours": (0, None), "keep_retired": (1, None),
+    # active learning and the stop sign (STOP_GROWTH >= 1.05: models a label apart always agree)
+    "prelabel_k": (0, 10_000), "cold_start_min": (1, None), "audit_share": (0, 1), "stop_growth": (1.05, None),
+    "stop_rounds": (1, None), "stop_kappa": (0, 1), "stop_min_labels": (0, None), "stop_set": (10, None),
+    # operations
+    "worker_heartbeat_s": (1, None)}
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 

@@ -140,3 +140,31 @@ def test_noise_filter_keeps_what_is_not_tensorflows_start_up():
            b"To enable the following instructions: AVX2 AVX512F, in other operations, rebuild TensorFlow\n"
            b"2026-12-08 01:00:00 WARNING prelabel.worker heartbeat late\n")
     assert _filtered(raw) == "2026-12-08 01:00:00 WARNING prelabel.worker heartbeat late\n"
+
+
+def test_a_typo_in_dotenv_is_named(tmp_path, monkeypatch, caplog):
+    from config import Settings
+
+    (tmp_path / ".env").write_text("RETRAIN_EVRY=5\nMODEL_FAMILIES=quick\nBIND=127.0.0.1:8001\n")
+    monkeypatch.chdir(tmp_path)
+    for name in ("MODEL_FAMILIES", "RETRAIN_EVRY", "BIND"):  # load_dotenv sets them: undone after the test
+        monkeypatch.delenv(name, raising=False)
+    with caplog.at_level("WARNING"):
+        s = Settings.load()
+    assert s.model_families == "quick"  # ./.env of the folder the command runs in is read
+    assert "unknown setting(s) RETRAIN_EVRY ignored" in caplog.text and "BIND" not in caplog.text
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("STOP_KAPPA", "1.5", "setting STOP_KAPPA must be between 0 and 1, got 1.5"),
+    ("CV_FOLDS", "1", "setting CV_FOLDS must be between 2 and 20, got 1"),
+    ("KEEP_RETIRED", "0", "setting KEEP_RETIRED must be at least 1, got 0"),
+    ("MAX_COSTLY_READS", "0", "setting MAX_COSTLY_READS must be at least 1, got 0"),
+])
+def test_every_numeric_setting_is_checked_in_one_place(name, value, message):
+    from config import RANGES, Settings
+
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env({name: value})
+    numeric = {f for f, v in vars(Settings()).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    assert numeric - set(RANGES) == {"model_seed"}  # any seed will do
