@@ -125,6 +125,7 @@ class Settings:
     model_families: str = "hybrid,quick"
     model_family_every: str = "rnn:3"  # family:M trains that family every M-th retrain (others: every one)
     bert_checkpoint: str = ""  # local BERT-architecture folder (embed, bert, hybrid, fewshot); "" = MiniLM-L6
+    encoder_precision: str = "auto"  # the frozen encoder's (embed, hybrid): auto | float32 | bfloat16
     embedding_cache: str = ""  # SQLite file of sentence embeddings every process shares; "" = in INSTANCE_PATH,
     # "off" = each process keeps its own in memory (model/embed_store.py)
     plateau_rounds: int = 3  # family:plateau trains once the champion gained < PLATEAU_DELTA over this many rounds
@@ -187,6 +188,13 @@ class Settings:
     @property
     def models_path(self) -> Path:
         return Path(self.instance_path) / "models"
+
+    @property
+    def encoder_dtype(self) -> str:
+        """ENCODER_PRECISION resolved: ``auto`` is bfloat16 on a CPU with native bfloat16, else float32."""
+        from model.embed import resolve_precision  # noqa: PLC0415 - reads /proc/cpuinfo, imports no Keras
+
+        return resolve_precision(self.encoder_precision)
 
     @property
     def embedding_cache_path(self) -> Path | None:
@@ -330,6 +338,8 @@ class Settings:
             raise ValueError("setting PRELABEL_ENV must be development or production")
         if s.prelabel_env == "production" and (problems := s.production_problems()):
             raise ValueError("PRELABEL_ENV=production refuses to start: " + "; ".join(problems))
+        if s.encoder_precision not in ("auto", "float32", "bfloat16"):
+            raise ValueError("setting ENCODER_PRECISION must be auto, float32 or bfloat16")
         if s.log_format not in ("text", "json"):
             raise ValueError("setting LOG_FORMAT must be text or json")
         if s.prelabel_mode not in PRELABEL_MODES:

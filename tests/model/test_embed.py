@@ -74,7 +74,7 @@ def test_the_pool_is_embedded_in_the_background_in_batches(tmp_path, sms):
         s.add_all([Document(project_id=pid, platform_id=f"d{i}", text=t, text_hash=text_hash(t))
                    for i, t in enumerate(texts)])
     loop = Loop(cfg, store)
-    encoder = Encoder.get(default_checkpoint(), 128)
+    encoder = Encoder.get(default_checkpoint(), 128, cfg.encoder_dtype)  # the one new models use
     assert len(encoder.pending(texts)) == 30
     assert loop.prelabels.embed_pool(pid, batch=20) == 10
     assert loop.prelabels.embed_pool(pid, batch=20) == 0 and encoder.pending(texts) == []
@@ -141,3 +141,45 @@ def test_the_embedding_cache_setting():
     assert Settings(instance_path="/srv/x").embedding_cache_path.as_posix() == "/srv/x/embeddings.sqlite3"
     assert Settings.from_env({"EMBEDDING_CACHE": "/data/e.db"}).embedding_cache_path.as_posix() == "/data/e.db"
     assert Settings.from_env({"EMBEDDING_CACHE": "off"}).embedding_cache_path is None
+
+
+def test_quick_vectors_answer_alone_and_are_never_cached(sms, monkeypatch):
+    """The ML backend's one-task /predict: a batch of its own size, within rounding of the canonical vector, and
+    kept out of the cache (and the store), so no retrain ever trains on it."""
+    from model.embed import quick_vectors
+
+    _, te = sms
+    texts = list(te.text[200:203])
+    enc = EmbedClassifier().encoder
+    monkeypatch.setattr(enc, "store", None)
+    enc.cache.clear()
+    rows = []
+    real = enc.model.predict_on_batch
+    monkeypatch.setattr(enc.model, "predict_on_batch", lambda x: rows.append(len(x["token_ids"])) or real(x))
+    with quick_vectors():
+        quick = enc.encode(texts)
+    assert rows == [3] and enc.cache == {}  # 3 rows, not 32; nothing kept
+    canonical = enc.encode(texts)
+    assert rows[-1] == 32 and (quick * canonical).sum(axis=1).min() > 0.99999
+    with quick_vectors():  # cached texts come from the cache, exactly
+        assert np.array_equal(enc.encode(texts[:2]), canonical[:2])
+
+
+def test_bfloat16_encoder_keeps_the_scores_and_its_own_vectors(sms):
+    from model.embed import encoder_for, resolve_precision
+
+    small, te = sms
+    f32 = EmbedClassifier().fit(list(small.text), list(small.label))
+    bf16 = EmbedClassifier(precision="bfloat16").fit(list(small.text), list(small.label))
+    x = list(te.text)
+    f = [f1_score(list(te.label), c.predict(x), average="macro") for c in (f32, bf16)]
+    assert abs(f[0] - f[1]) <= 0.02, f  # 400 held-out texts: 0.02 is ~3 of them
+    a, b = encoder_for(), encoder_for(precision="bfloat16")
+    assert a is not b and b.space.endswith("|bfloat16") and "|" + "bfloat16" not in a.space
+    cos = (a.encode(x[:50]) * b.encode(x[:50])).sum(axis=1)
+    assert cos.min() > 0.99
+    assert resolve_precision("float32") == "float32" and resolve_precision("auto") in ("float32", "bfloat16")
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("fp8")
+    with pytest.raises(ValueError, match="ENCODER_PRECISION"):
+        Settings.from_env({"ENCODER_PRECISION": "fp16"})

@@ -48,7 +48,8 @@ class CrossValidation:
         t0 = time.perf_counter()
         for tr, te in splitter.split(np.zeros(len(rows)), None if multilabel else ys):
             clf = make_classifier(family, epochs=cfg.model_epochs, cell=cfg.model_cell, random_state=cfg.model_seed,
-                                  checkpoint=cfg.bert_checkpoint, **({"families": members} if members else {}))
+                                  checkpoint=cfg.bert_checkpoint, precision=cfg.encoder_dtype,
+                                  **({"families": members} if members else {}))
             clf.fit([rows[i][1] for i in tr], [ys[i] for i in tr])
             x_te, y_te = [rows[i][1] for i in te], [ys[i] for i in te]
             m = (evaluate_multilabel(y_te, clf.predict(x_te), classes) if multilabel

@@ -100,7 +100,7 @@ class Fitting:
 
         cfg = self.loop.settings
         return make_classifier(family, epochs=cfg.model_epochs, cell=cfg.model_cell, random_state=cfg.model_seed,
-                               checkpoint=cfg.bert_checkpoint)
+                               checkpoint=cfg.bert_checkpoint, precision=cfg.encoder_dtype)
 
     def fit_family(self, family: str, x: list[str], y: list[Any], warm_from: int | None) -> tuple[Any, str]:
         """``family`` fitted on every label: warm (the champion's copy trained further) or full."""

@@ -64,7 +64,8 @@ class Prelabels:
             return 0
         from model.embed import encoder_for  # noqa: PLC0415
 
-        encoder = encoder_for(self.loop.settings.bert_checkpoint)  # the families' default max_length
+        # the families' default max_length, at the precision new models train with
+        encoder = encoder_for(self.loop.settings.bert_checkpoint, precision=self.loop.settings.encoder_dtype)
         with self.loop.store.session() as s:
             texts = list(s.scalars(select(Document.text).where(Document.project_id == project_id)))
         todo = encoder.pending(texts)
