@@ -11,13 +11,20 @@ single model measured (spam F1 0.976, shared/docs/bert-notes.md). Why it is buil
   and ``estimator_`` records which.
 * Multilabel: one calibrated binary model per label (one-vs-rest); a label seen in no or every text gets a
   constant probability.
+* One fit of the features per round (``shared_features``): quick and hybrid use the same word + character TF-IDF,
+  and a retrain round fits each family on the same folds, so inside ``with shared_features():`` a vectoriser
+  fitted on a set of texts is kept and reused by the next family asking for the same texts and parameters
+  (identical features: the fit is deterministic), up to SHARED_FEATURES_BYTES of matrices.
 """
 from __future__ import annotations
 
+import contextvars
+import hashlib
 import inspect
 import logging
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -26,6 +33,30 @@ from .base import TextClassifier, read_json, write_json
 logger = logging.getLogger(__name__)
 MODEL_FILE = "model.joblib"
 PARAMS_FILE = "quick.json"
+# what one round may keep of fitted TF-IDF matrices for reuse (beyond it, each family fits its own again)
+SHARED_FEATURES_BYTES = 256 * 2**20
+_SHARED: contextvars.ContextVar[dict[Any, Any] | None] = contextvars.ContextVar("prelabel_tfidf", default=None)
+
+
+@contextmanager
+def shared_features() -> Iterator[dict[Any, Any]]:
+    """Within the block, a word + character TF-IDF fitted on a set of texts is fitted once and shared by every
+    family that asks for the same texts and parameters (a retrain round: quick and hybrid on the same folds).
+    Yields the memo; its ``hits`` count says how many fits were saved."""
+    memo: dict[Any, Any] = {"bytes": 0, "hits": 0}
+    token = _SHARED.set(memo)
+    try:
+        yield memo
+    finally:
+        _SHARED.reset(token)
+
+
+def _texts_key(texts: list[str]) -> str:
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return h.hexdigest()
 
 
 class _Constant:
@@ -82,7 +113,24 @@ class QuickClassifier(TextClassifier):
 
     def _features(self, texts: list[str]) -> Any:
         """Fit the vectoriser; when one analyser finds nothing (texts of one-letter words or only symbols have
-        no word tokens), the other alone, with the reason noted in ``estimator_``."""
+        no word tokens), the other alone, with the reason noted in ``estimator_``. Inside ``shared_features``, a
+        fit made for the same texts and parameters is reused."""
+        memo = _SHARED.get()
+        if memo is None:
+            return self._fit_features(texts)
+        key = (self.word_ngrams, self.char_ngrams, self.min_df, self.max_features, _texts_key(texts))
+        if key in memo:
+            memo["hits"] += 1
+            self.vectorizer_, x, self.features_note_ = memo[key]
+            return x
+        x = self._fit_features(texts)
+        size = x.data.nbytes + x.indices.nbytes + x.indptr.nbytes
+        if memo["bytes"] + size <= SHARED_FEATURES_BYTES:
+            memo[key] = (self.vectorizer_, x, self.features_note_)
+            memo["bytes"] += size
+        return x
+
+    def _fit_features(self, texts: list[str]) -> Any:
         for parts in (("word", "char"), ("char",), ("word",)):
             try:
                 self.vectorizer_ = self._vectorizer(parts)

@@ -100,3 +100,33 @@ def test_families_due_each_round_and_cold_start(tmp_path):
     assert loop.training.families_due(6, 500) == ["quick", "embed"]
     loop.settings = cfg.with_(model_families="rnn", model_family_every="rnn:3")
     assert loop.training.families_due(2, 500) == ["rnn"]  # never nothing
+
+
+def test_a_round_fits_the_tfidf_once_for_quick_and_hybrid(sms, monkeypatch):
+    """Inside shared_features the second family reuses the first one's fit on the same texts: the same features,
+    so the same predictions as fitted alone; other texts or parameters fit their own; beyond the byte budget
+    nothing is kept."""
+    import model.quick as quick_module
+    from model.hybrid import HybridClassifier
+    from model.quick import shared_features
+
+    tr, te = sms
+    x, y, x_te = list(tr.text[:600]), list(tr.label[:600]), list(te.text[:200])
+    alone_quick = QuickClassifier().fit(x, y).predict_proba(x_te)
+    alone_hybrid = HybridClassifier().fit(x, y).predict_proba(x_te)
+    fits = []
+    real = QuickClassifier._fit_features
+    monkeypatch.setattr(QuickClassifier, "_fit_features", lambda self, t: fits.append(len(t)) or real(self, t))
+    with shared_features() as memo:
+        q = QuickClassifier().fit(x, y)
+        h = HybridClassifier().fit(x, y)
+        QuickClassifier().fit(x[:300], y[:300])  # other texts: a fit of their own
+        QuickClassifier(min_df=2).fit(x, y)  # other parameters: a fit of their own
+    assert fits == [600, 300, 600] and memo["hits"] == 1
+    assert np.array_equal(q.predict_proba(x_te), alone_quick) and np.array_equal(h.predict_proba(x_te), alone_hybrid)
+    monkeypatch.setattr(quick_module, "SHARED_FEATURES_BYTES", 0)
+    fits.clear()
+    with shared_features() as memo:
+        QuickClassifier().fit(x, y)
+        HybridClassifier().fit(x, y)
+    assert fits == [600, 600] and memo["hits"] == 0

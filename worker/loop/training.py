@@ -171,16 +171,21 @@ class Training:
         failed: list[str] = []
         audit, n_pool = self.loop.quality.population(project_id, keys)
         weights = corpus_weights(audit, n_pool)  # calibrated for where the scores are shown, not the hard labels
-        for family in due:
-            try:
-                candidates.append(self.loop.fitting.cross_fit(family, texts, ys, folds, score,
-                                                  champion_id if warm_ok and family == champion_family else None,
-                                                  weights))
-            except (ValueError, InterruptedError, ImportError) as exc:  # e.g. texts with nothing to learn from,
-                # or the keras-hub packages missing for hybrid/embed/bert: the others go on
-                note = f"{exc}; install requirements-bert.txt" if isinstance(exc, ImportError) else str(exc)
-                logger.warning("project %s: %s could not train: %s", slug, family, note)
-                failed.append(f"{family} could not train ({note})")
+        from model.quick import shared_features  # noqa: PLC0415
+
+        with shared_features() as shared:  # quick and hybrid: one TF-IDF fit per fold, not one per family
+            for family in due:
+                try:
+                    candidates.append(self.loop.fitting.cross_fit(
+                        family, texts, ys, folds, score,
+                        champion_id if warm_ok and family == champion_family else None, weights))
+                except (ValueError, InterruptedError, ImportError) as exc:  # e.g. texts with nothing to learn
+                    # from, or the keras-hub packages missing for hybrid/embed/bert: the others go on
+                    note = f"{exc}; install requirements-bert.txt" if isinstance(exc, ImportError) else str(exc)
+                    logger.warning("project %s: %s could not train: %s", slug, family, note)
+                    failed.append(f"{family} could not train ({note})")
+        if shared["hits"]:
+            logger.info("project %s: %d TF-IDF fit(s) shared between families", slug, shared["hits"])
         if not candidates:
             raise ValueError("; ".join(failed))
         key = cfg.primary_metric
