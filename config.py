@@ -197,11 +197,19 @@ class Settings:
         return resolve_precision(self.encoder_precision)
 
     @property
-    def embedding_cache_path(self) -> Path | None:
-        if self.embedding_cache.strip().lower() == "off":
+    def embedding_cache_path(self) -> Path | str | None:
+        """Where sentence embeddings are kept for every process: None (``off``), a file, or a ``postgresql`` URL.
+        Default: the database when DATABASE_URL is PostgreSQL (workers on several machines share no folder), else
+        ``embeddings.sqlite3`` in the instance folder."""
+        value = self.embedding_cache.strip()
+        if value.lower() == "off":
             return None
-        if self.embedding_cache.strip():
-            return Path(self.embedding_cache)
+        if value.startswith("postgresql"):
+            return value
+        if value:
+            return Path(value)
+        if self.database_url.startswith("postgresql"):
+            return self.database_url
         return Path(self.instance_path) / "embeddings.sqlite3"
 
     @property

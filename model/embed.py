@@ -39,7 +39,7 @@ import numpy as np
 from .quiet import import_tensorflow
 from .base import TextClassifier, read_json, write_json
 from .checkpoint import check_checkpoint, default_checkpoint
-from .embed_store import EmbeddingStore
+from .embed_store import EmbeddingStore, open_store
 
 logger = logging.getLogger(__name__)
 MODEL_FILE = "model.joblib"
@@ -189,10 +189,11 @@ class Encoder:
         return np.stack([fresh[k] if k in fresh else self.cache[k] for k in keys])
 
 
-def use_store(path: Path | str | None) -> EmbeddingStore | None:
-    """Keep this process's frozen-encoder embeddings in the SQLite file ``path`` too (None: in memory only). Called
-    once by a process's entry point (worker Loop, ML backend) with its instance's EMBEDDING_CACHE."""
-    store = EmbeddingStore(path) if path else None
+def use_store(target: Path | str | None) -> EmbeddingStore | None:
+    """Keep this process's frozen-encoder embeddings in ``target`` too: a SQLite file path, or a ``postgresql`` URL
+    (None: in memory only; model/embed_store.open_store). Called once by a process's entry point (worker Loop, ML
+    backend) with its instance's EMBEDDING_CACHE."""
+    store = open_store(target)
     with Encoder._guard:
         Encoder._store = store
         for enc in Encoder._instances.values():

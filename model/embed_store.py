@@ -10,6 +10,12 @@ of the text): ``space`` names the checkpoint and the token limit, so vectors of 
 Writes are ``INSERT OR IGNORE`` (two workers embedding the same text store the same vector). The file is a cache:
 when it cannot be read or written (disk full, locked too long, corrupt) prelabel logs it once and embeds as if it
 were empty; nothing else depends on it.
+
+Workers on several machines (DATABASE_URL on PostgreSQL) share no instance folder: there the vectors live in the
+database itself (``SqlEmbeddingStore``: a table ``embeddings`` of the same rows, written with ``ON CONFLICT DO
+NOTHING``), so a worker added on another machine embeds nothing another worker already did. ``open_store``
+picks: EMBEDDING_CACHE ``off`` none, a path the file, a ``postgresql`` URL that database; empty: the database
+when DATABASE_URL is PostgreSQL, else the file beside it.
 """
 from __future__ import annotations
 
@@ -102,4 +108,85 @@ class EmbeddingStore:
             return 0
 
 
-__all__ = ["EmbeddingStore"]
+class SqlEmbeddingStore(EmbeddingStore):
+    """The same vectors in a table of a SQL database every worker reaches (PostgreSQL: SQLAlchemy + psycopg)."""
+
+    def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
+        from sqlalchemy import Column, LargeBinary, MetaData, String, Table, create_engine  # noqa: PLC0415
+
+        self.path = Path(url.split("@")[-1])  # for messages: host/database, never the password
+        self.timeout_s = timeout_s
+        self._broken = False
+        self._lock = threading.Lock()
+        meta = MetaData()
+        self.table = Table("embeddings", meta, Column("space", String(200), primary_key=True),
+                           Column("key", LargeBinary, primary_key=True), Column("vec", LargeBinary, nullable=False))
+        try:
+            self.engine = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+            meta.create_all(self.engine, checkfirst=True)
+        except Exception as exc:  # any driver error: a cache that cannot open is not used
+            self._fail("open", exc)
+
+    def get(self, space: str, keys: Sequence[str], dim: int) -> dict[str, np.ndarray]:
+        from sqlalchemy import select  # noqa: PLC0415
+
+        if self._broken or not keys:
+            return {}
+        out: dict[str, np.ndarray] = {}
+        t = self.table
+        try:
+            with self.engine.connect() as conn:
+                for s in range(0, len(keys), CHUNK):
+                    chunk = [bytes.fromhex(k) for k in keys[s:s + CHUNK]]
+                    for key, vec in conn.execute(select(t.c.key, t.c.vec).where(t.c.space == space,
+                                                                                t.c.key.in_(chunk))):
+                        v = np.frombuffer(bytes(vec), dtype="<f4")
+                        if len(v) == dim:
+                            out[bytes(key).hex()] = v.astype("float32")
+        except Exception as exc:  # any driver error: as the file store, go on without it
+            self._fail("read", exc)
+            return {}
+        return out
+
+    def put(self, space: str, vectors: Mapping[str, np.ndarray]) -> None:
+        if self._broken or not vectors:
+            return
+        rows = [{"space": space, "key": bytes.fromhex(k), "vec": np.asarray(v, dtype="<f4").tobytes()}
+                for k, v in vectors.items()]
+        try:
+            with self.engine.begin() as conn:
+                if self.engine.dialect.name == "postgresql":
+                    from sqlalchemy.dialects.postgresql import insert  # noqa: PLC0415
+
+                    conn.execute(insert(self.table).on_conflict_do_nothing(), rows)
+                else:  # SQLite (tests): the same "keep the first" rule
+                    conn.execute(self.table.insert().prefix_with("OR IGNORE"), rows)
+        except Exception as exc:  # any driver error: as the file store, go on without it
+            self._fail("write", exc)
+
+    def count(self, space: str | None = None) -> int:
+        from sqlalchemy import func, select  # noqa: PLC0415
+
+        if self._broken:
+            return 0
+        q = select(func.count()).select_from(self.table)
+        if space is not None:
+            q = q.where(self.table.c.space == space)
+        try:
+            with self.engine.connect() as conn:
+                return int(conn.execute(q).scalar() or 0)
+        except Exception as exc:  # any driver error: as the file store, go on without it
+            self._fail("read", exc)
+            return 0
+
+
+def open_store(target: str | Path | None) -> EmbeddingStore | None:
+    """The embedding store ``target`` names: None (off), a ``postgresql`` URL (a table there) or a file path."""
+    if target is None or str(target) == "":
+        return None
+    if str(target).startswith("postgresql"):
+        return SqlEmbeddingStore(str(target))
+    return EmbeddingStore(target)
+
+
+__all__ = ["EmbeddingStore", "SqlEmbeddingStore", "open_store"]

@@ -109,6 +109,14 @@ class Store:
                 p.label_name, p.label_id, p.label_type, p.label_ids = label_name, None, None, None
             return p.id
 
+    def set_embedding_progress(self, project_id: int, embedded: int, total: int) -> None:
+        """Record how many of the project's documents have a stored sentence embedding (its own column: the
+        worker's warm-up writes it while a retrain may write the schedule)."""
+        with self.session() as s:
+            p = s.get(Project, project_id)
+            if p is not None:
+                p.embedding = {"embedded": int(embedded), "of": int(total), "at": utcnow().isoformat() + "Z"}
+
     def delete_project(self, project_id: int) -> bool:
         """Remove a project that holds nothing yet (a command that created it and then failed); False, and nothing
         removed, when it has documents."""
@@ -375,6 +383,8 @@ class Store:
                     "champion": champion.to_dict() if champion else None,
                     "retrain_requested": p.retrain_requested, "training": p.training_since is not None,
                     "last_reconcile": p.last_reconcile,
+                    # documents whose sentence embedding is stored, of all (families embed, hybrid; else None)
+                    "embedding": p.embedding,
                     # per round: the share of the pool's predictions that changed (model/stopping.py)
                     "stability": list((p.schedule or {}).get("stability", []))}
 

@@ -50,6 +50,8 @@ class Project(Base):
     schedule: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     last_sync_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_reconcile: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # counts and time of the last reconcile
+    # the sentence embeddings' progress, from the worker's background warm-up: {"embedded", "of", "at"}
+    embedding: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     @property

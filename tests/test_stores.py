@@ -128,3 +128,46 @@ def test_the_sweep_fails_versions_left_saving_in_every_project(store):
     assert store.fail_orphan_versions(None, older_than_s=0) == 2  # both projects' unwritten rows; not the saved one
     assert [v["status"] for v in store.list_models(a)] == ["failed"]
     assert sorted(v["status"] for v in store.list_models(b)) == ["failed", "saving"]
+
+
+_EMBED_CHILD = """
+import json, sys
+import pandas as pd
+from model.embed import encoder_for, use_store
+texts = [f"{t} ^{i}" for i, t in enumerate(pd.read_csv(sys.argv[2], keep_default_na=False).text[:int(sys.argv[3])])]
+use_store(sys.argv[1])
+enc = encoder_for()
+calls = []
+real = enc.model.predict_on_batch
+enc.model.predict_on_batch = lambda x: calls.append(len(x["token_ids"])) or real(x)
+vec = enc.encode(texts)
+print(json.dumps({"batches": len(calls), "sum": float(vec.sum()), "stored": enc.store.count(enc.space)}))
+"""
+
+
+def test_two_workers_share_the_embedding_store_in_postgresql(postgres):
+    """Workers on two machines share the database, not a folder: the second process embeds nothing the first
+    already did, and reads the same vectors (a real PostgreSQL; each worker is its own process)."""
+    import json
+    import subprocess
+    import sys
+
+    from config import Settings
+
+    from .conftest import ROOT, SMS_CSV
+
+    url = Settings(database_url=postgres.url).embedding_cache_path
+    assert url == postgres.url  # the default with DATABASE_URL on PostgreSQL
+
+    def worker(n):
+        r = subprocess.run([sys.executable, "-c", _EMBED_CHILD, url, str(SMS_CSV), str(n)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    first = worker(40)
+    assert first["batches"] >= 1 and first["stored"] >= 40
+    second = worker(40)
+    assert second["batches"] == 0 and second["sum"] == first["sum"]  # nothing embedded again, the same vectors
+    third = worker(45)  # five new texts: only they are embedded
+    assert 1 <= third["batches"] <= 5 and third["stored"] == first["stored"] + 5  # a batch per width at most

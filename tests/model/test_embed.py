@@ -77,7 +77,10 @@ def test_the_pool_is_embedded_in_the_background_in_batches(tmp_path, sms):
     encoder = Encoder.get(default_checkpoint(), 128, cfg.encoder_dtype)  # the one new models use
     assert len(encoder.pending(texts)) == 30
     assert loop.prelabels.embed_pool(pid, batch=20) == 10
+    progress = store.project_summary(pid)["embedding"]
+    assert (progress["embedded"], progress["of"]) == (20, 30)  # "embedded 20 of 30" in the API and dashboard
     assert loop.prelabels.embed_pool(pid, batch=20) == 0 and encoder.pending(texts) == []
+    assert store.project_summary(pid)["embedding"]["embedded"] == 30
     loop.settings = cfg.with_(model_families="quick")
     assert loop.prelabels.embed_pool(pid) == 0  # nothing to do for families without embeddings
 
@@ -141,6 +144,9 @@ def test_the_embedding_cache_setting():
     assert Settings(instance_path="/srv/x").embedding_cache_path.as_posix() == "/srv/x/embeddings.sqlite3"
     assert Settings.from_env({"EMBEDDING_CACHE": "/data/e.db"}).embedding_cache_path.as_posix() == "/data/e.db"
     assert Settings.from_env({"EMBEDDING_CACHE": "off"}).embedding_cache_path is None
+    pg = "postgresql+psycopg://u:pw@db:5432/prelabel"
+    assert Settings(database_url=pg).embedding_cache_path == pg  # workers on several machines share the database
+    assert Settings(database_url=pg, embedding_cache="/data/e.db").embedding_cache_path.as_posix() == "/data/e.db"
 
 
 def test_quick_vectors_answer_alone_and_are_never_cached(sms, monkeypatch):

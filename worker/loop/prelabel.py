@@ -69,12 +69,15 @@ class Prelabels:
         with self.loop.store.session() as s:
             texts = list(s.scalars(select(Document.text).where(Document.project_id == project_id)))
         todo = encoder.pending(texts)
+        total = len(set(texts))
         if todo:
             t0 = time.perf_counter()
             encoder.encode(todo[:batch])
             logger.info("embedded %d documents in %.1fs; %d left", min(batch, len(todo)), time.perf_counter() - t0,
                         max(0, len(todo) - batch))
-        return max(0, len(todo) - batch)
+        left = max(0, len(todo) - batch)
+        self.loop.store.set_embedding_progress(project_id, total - left, total)  # "embedded N of M"
+        return left
 
     def score_pool(self, project_id: int, version_id: int) -> int:
         """Store the champion's probabilities for every unlabelled platform document (for ``GET .../next``); logs
