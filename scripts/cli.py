@@ -543,7 +543,12 @@ def main(argv: list[str] | None = None) -> int:
     from config import LOG_FORMAT, Settings, setup_logging  # noqa: PLC0415
     from formats.tagtog import FormatError  # noqa: PLC0415
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "demo":  # everything after `demo` is the demo's own (prelabel demo --help)
+        args.rest = [*extra, *args.rest]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.instance:  # before anything reads the settings: the servers' children read the environment too
         os.environ["INSTANCE_PATH"] = str(Path(args.instance).resolve())
     if getattr(args, "as_", "x") is None:

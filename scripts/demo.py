@@ -180,7 +180,7 @@ def fmt(v: float | None, spec: str = ".3f") -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m scripts.demo", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="prelabel demo", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("--data", type=Path, default=None, help="labelled CSV (text,label); default: SMS spam from "
                     "shared/data beside the clone or above the current folder")

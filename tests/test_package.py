@@ -38,6 +38,10 @@ def test_help_from_any_folder_says_where_state_goes(tmp_path):
     assert "--instance" in r.stdout and "INSTANCE_PATH" in r.stdout
     r = prelabel(tmp_path, "web", "--help")
     assert r.returncode == 0 and "127.0.0.1:8000" in r.stdout and "INSTANCE_PATH" in r.stdout
+    r = prelabel(tmp_path, "demo", "--help")  # the demo's own options pass through
+    assert r.returncode == 0 and r.stdout.startswith("usage: prelabel demo") and "--data" in r.stdout
+    r = prelabel(tmp_path, "demo", "--data", str(tmp_path / "none.csv"))
+    assert r.returncode == 2 and "none.csv not found" in r.stderr
 
 
 @needs_command
