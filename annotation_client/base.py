@@ -155,6 +155,11 @@ class Platform(ABC):
         """A project as written in the settings -> (owner, name, label); ValueError naming the expected form."""
 
     @classmethod
+    def document_url(cls, settings: Any, owner: str, name: str, doc_id: str) -> str | None:
+        """Where a person opens the document on the platform (None: it has no page)."""
+        return None
+
+    @classmethod
     def project_ref(cls, owner: str, name: str) -> str:
         """A project as people type it on the command line (``platform/owner/name``)."""
         return f"{cls.name}/{owner}/{name}"

@@ -214,6 +214,11 @@ class LabelStudioPlatform(Platform):
         self._configs: dict[int, LabelConfig] = {}  # re-read on PROJECT_UPDATED, at each reconcile, on unknown choices
 
     @classmethod
+    def document_url(cls, settings: Any, owner: str, name: str, doc_id: str) -> str | None:
+        # the Data Manager with the task open: {LABELSTUDIO_URL}/projects/{id}/data?task={task id}
+        return f"{settings.labelstudio_url.rstrip('/')}/projects/{name}/data?task={doc_id}"
+
+    @classmethod
     def from_settings(cls, settings: Any, client: Any = None) -> "LabelStudioPlatform":
         s = settings
         client = client or LabelStudioClient(s.labelstudio_url, s.labelstudio_token, timeout=s.labelstudio_timeout,

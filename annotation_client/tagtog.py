@@ -6,6 +6,8 @@ Every call has a timeout. Connection errors, timeouts and 5xx answers are retrie
 """
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import hashlib
 import hmac
 import json
@@ -205,6 +207,11 @@ class TagtogPlatform(Platform):
         self.policy = GroundTruthPolicy(policy)
         self.prelabel_folder = prelabel_folder
         self._defs: dict[int, list[LabelDef]] = {}  # project id -> label definitions, read once per process
+
+    @classmethod
+    def document_url(cls, settings: Any, owner: str, name: str, doc_id: str) -> str | None:
+        # the web URL of a document: {DOMAIN}/{owner}/{project}/{folder}/{docid} (shared/docs/tagtog-api.md)
+        return f"{settings.tagtog_base_url.rstrip('/')}/{owner}/{name}/pool/{quote(doc_id, safe='')}"
 
     @classmethod
     def from_settings(cls, settings: Any, client: Any = None) -> "TagtogPlatform":

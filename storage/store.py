@@ -5,6 +5,7 @@ SQLite file by default (WAL, busy timeout), any SQLAlchemy URL (e.g. PostgreSQL)
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import contextmanager
 from datetime import datetime
@@ -16,8 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from model.names import mode_of
 
-from .tables import (UNSAVED, Base, Document, Event, InFlight, ModelVersion, Project, TrainingRun, Upload, Worker,
-                     current_labels, utcnow)
+from .tables import (UNSAVED, Base, Document, Event, InFlight, ModelVersion, Project, Suspect, TrainingRun, Upload,
+                     Worker, current_labels, utcnow)
 
 logger = logging.getLogger(__name__)
 ACCEPTANCE_ROUNDS = 20  # rounds whose acceptance a project summary lists (the newest)
@@ -116,6 +117,52 @@ class Store:
             p = s.get(Project, project_id)
             if p is not None:
                 p.embedding = {"embedded": int(embedded), "of": int(total), "at": utcnow().isoformat() + "Z"}
+
+    # -- labels most likely wrong (model/suspects.py)
+    def replace_suspects(self, project_id: int, version: int | None, rows: list[dict[str, Any]],
+                         current: dict[int, tuple[int, str]]) -> int:
+        """The round's list, most likely wrong first (``rows``: document_id, label_id, given, predicted,
+        probability, quality). ``current``: document id -> (current label id, value) of every label. A listed
+        label a person saved again since (a newer label, same value) was re-confirmed: dismissed, kept, and the
+        same document with the same label is never listed again. Returns how many are listed."""
+        with self.session() as s:
+            for old in s.scalars(select(Suspect).where(Suspect.project_id == project_id,
+                                                       Suspect.dismissed_at.is_(None))):
+                now = current.get(old.document_id)
+                if now is not None and now[0] != old.label_id and now[1] == old.given:
+                    old.dismissed_at, old.dismissed_by = utcnow(), "re-confirmed on the platform"
+                else:
+                    s.delete(old)  # the last round's list: replaced by this one
+            s.flush()
+            dismissed = set(s.execute(select(Suspect.document_id, Suspect.given).where(
+                Suspect.project_id == project_id, Suspect.dismissed_at.is_not(None))).all())
+            listed = [r for r in rows if (r["document_id"], r["given"]) not in dismissed]
+            s.add_all([Suspect(project_id=project_id, version=version, rank=i, **r) for i, r in enumerate(listed)])
+            return len(listed)
+
+    def suspects(self, project_id: int, limit: int = 100, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
+        """(how many are listed, the page ``offset``..``offset + limit`` of them, most likely wrong first)."""
+        with self.session() as s:
+            total = s.scalar(select(func.count()).select_from(Suspect).where(
+                Suspect.project_id == project_id, Suspect.dismissed_at.is_(None))) or 0
+            q = (select(Suspect, Document).join(Document, Document.id == Suspect.document_id)
+                 .where(Suspect.project_id == project_id, Suspect.dismissed_at.is_(None))
+                 .order_by(Suspect.rank).offset(offset).limit(limit))
+            items = [{"document_id": d.id, "platform_id": d.platform_id, "text": d.text[:300],
+                      "label": json.loads(x.given), "predicted": json.loads(x.predicted),
+                      "probability": round(x.probability, 4), "label_quality": round(x.quality, 4),
+                      "rank": x.rank + 1, "version": x.version} for x, d in s.execute(q)]
+        return int(total), items
+
+    def dismiss_suspect(self, project_id: int, document_id: int, who: str) -> bool:
+        """A person looked and keeps the label: the document leaves the list for that label value."""
+        with self.session() as s:
+            rows = list(s.scalars(select(Suspect).where(Suspect.project_id == project_id,
+                                                        Suspect.document_id == document_id,
+                                                        Suspect.dismissed_at.is_(None))))
+            for r in rows:
+                r.dismissed_at, r.dismissed_by = utcnow(), who[:200]
+            return bool(rows)
 
     def delete_project(self, project_id: int) -> bool:
         """Remove a project that holds nothing yet (a command that created it and then failed); False, and nothing

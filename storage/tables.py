@@ -271,3 +271,25 @@ def latest_label(s: Session, document_id: int) -> Label | None:
 
 def dumps_value(v: Any) -> str:
     return json.dumps(v, ensure_ascii=False)
+
+
+class Suspect(Base):
+    """A person's label the round's out-of-fold model confidently disagrees with (model/suspects.py), most likely
+    wrong first (``rank``). Rewritten each round; a row whose label was re-confirmed (saved again by a person, or
+    dismissed through the API) keeps ``dismissed_at`` and is never listed again for that label value."""
+
+    __tablename__ = "suspects"
+    __table_args__ = (Index("ix_suspects_project_rank", "project_id", "rank"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id"), index=True)
+    label_id: Mapped[int] = mapped_column(Integer)  # the label judged (a newer one is a re-confirmation)
+    given: Mapped[str] = mapped_column(Text)  # JSON: the label
+    predicted: Mapped[str] = mapped_column(Text)  # JSON: the model's
+    probability: Mapped[float] = mapped_column(Float)  # calibrated, of ``predicted``
+    quality: Mapped[float] = mapped_column(Float)  # the label's self-confidence
+    rank: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int | None] = mapped_column(Integer)  # the round's version
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    dismissed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    dismissed_by: Mapped[str | None] = mapped_column(String(200))

@@ -21,6 +21,7 @@ from flask import Blueprint, Flask, Request, current_app, jsonify, request, send
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.routing import IntegerConverter
 
+from annotation_client import platform_class
 from config import Settings, setup_logging
 from formats import strictjson
 from model.names import BATCH_MODES, STRATEGIES
@@ -350,6 +351,31 @@ def next_documents(project_id: int) -> Any:
     except ReadFailed as exc:
         raise ApiError(503, f"{exc}; retry shortly", {"Retry-After": "2"}) from None
     return current_app.response_class(body, status=status, mimetype="application/json")
+
+
+@bp.get("/projects/<int:project_id>/suspect-labels")
+def suspect_labels(project_id: int) -> Any:
+    """The labels the round's out-of-fold model confidently disagrees with, most likely wrong first (computed
+    by the worker each round: model/suspects.py), each with a link to the document on its platform."""
+    summary = _project(project_id)
+    total, items = _store().suspects(project_id, _int_arg("limit", 100, 1, 1000), _int_arg("offset", 0, 0, 10**9))
+    platform = platform_class(summary["platform"])
+    settings = current_app.extensions["prelabel.settings"]
+    for it in items:
+        it["url"] = (platform.document_url(settings, summary["owner"], summary["name"], it["platform_id"])
+                     if it["platform_id"] else None)
+    return jsonify(project_id=project_id, count=total, suspects=items)
+
+
+@bp.post("/projects/<int:project_id>/suspect-labels/<int:document_id>/dismiss")
+def dismiss_suspect(project_id: int, document_id: int) -> Any:
+    """A person checked the label and keeps it: the document leaves the list, and is not listed again with
+    this label (saving the label again on the platform does the same)."""
+    admin()
+    _project(project_id)
+    if not _store().dismiss_suspect(project_id, document_id, "dismissed through the API"):
+        raise ApiError(404, f"document {document_id} is not on project {project_id}'s list of likely wrong labels")
+    return jsonify(status="dismissed", project_id=project_id, document_id=document_id)
 
 
 @bp.get("/projects/<int:project_id>/events")

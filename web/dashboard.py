@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+from annotation_client import platform_class
 from flask import Blueprint, current_app, render_template, request
 from sqlalchemy import func, select
 
@@ -23,6 +24,7 @@ from storage import Document, Event, ModelVersion, Project, Store
 
 from .api import ApiError, stop_of
 
+SUSPECTS_SHOWN = 50  # the page lists the most likely wrong; the API pages through all of them
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates")
 RECENT_EVENTS = 25
 MAX_FALSE = 50
@@ -139,8 +141,14 @@ def project(project_id: int) -> Any:
     reviewed = summary["prelabels_reviewed"]
     overview["accepted"] = reviewed["accepted"]
     overview["reviewed"] = reviewed["accepted"] + reviewed["changed"]
+    n_suspects, suspects = _store().suspects(project_id, SUSPECTS_SHOWN)
+    platform = platform_class(summary["platform"])
+    for it in suspects:
+        it["url"] = (platform.document_url(settings, summary["owner"], summary["name"], it["platform_id"])
+                     if it["platform_id"] else None)
     return render_template("project.html", p=summary, key=key, rows=rows, rejected=rejected, overview=overview,
                            detail=detail, queue=queue, stop=stop, mode=settings.prelabel_mode,
+                           suspects=suspects, n_suspects=n_suspects,
                            kinds=PICK_KINDS,
                            workers_alive=sum(w["alive"] for w in workers),
                            last_seen=max((w["last_seen"] for w in workers), default=None),

@@ -24,7 +24,7 @@ from sqlalchemy import func, select, text
 
 from model.names import mode_of
 from model.stopping import stop_signal
-from storage import Event, ModelVersion, Project, Store, Upload
+from storage import Event, ModelVersion, Project, Store, Suspect, Upload
 
 from .api import ApiError
 
@@ -83,6 +83,8 @@ class StoreCollector:
                 "project", "mode", "outcome"])
         acceptance = GaugeMetricFamily("prelabel_acceptance_ratio", "Share of the labelled pre-labels people kept as "
                                        "they were, by project and kind of pick", labels=["project", "mode"])
+        suspects = GaugeMetricFamily("prelabel_suspect_labels", "Person labels the round's out-of-fold model "
+                                     "confidently disagrees with (likely wrong; not dismissed)", labels=["project"])
         workers = self.store.workers(self.worker_alive_s)
         for w in workers:
             for q in w["queues"]:
@@ -131,7 +133,10 @@ class StoreCollector:
                 reviewed.add_metric([name, mode, "accepted"], yes)
                 reviewed.add_metric([name, mode, "changed"], no)
                 acceptance.add_metric([name, mode], yes / (yes + no))
+            flagged = dict(s.execute(select(Suspect.project_id, func.count()).where(Suspect.dismissed_at.is_(None))
+                                     .group_by(Suspect.project_id)).all())
             for pid, p in projects.items():
+                suspects.add_metric([p.slug], flagged.get(pid, 0))
                 history = (p.schedule or {}).get("stability") or []
                 if history and history[-1].get("kappa") is not None:
                     changed.add_metric([p.slug], float(history[-1]["kappa"]))
@@ -148,7 +153,7 @@ class StoreCollector:
         for (name, fam), total in totals.items():
             seconds.add_metric([name, fam], total)
         yield from (events, processed, depth, runs, seconds, last, score, labels, alive, since_seen, changed, stop,
-                    overwritten, reviewed, acceptance)
+                    overwritten, reviewed, acceptance, suspects)
 
 
 class Metrics:

@@ -70,6 +70,35 @@ class Quality:
                         positive=positive_class(model.classes_), labelled_proba=c.oof, labelled_y=ys,
                         n_pool=n_pool if pool_rows else 0, seed=project_id)
 
+    def suspects(self, project_id: int, c: Candidate, keys: list[str], ys: list[Any], version: int | None) -> int:
+        """The labels the round's chosen candidate, out of fold, confidently disagrees with (model/suspects.py),
+        stored most likely wrong first; a label re-confirmed since it was listed stays off the list. Returns how
+        many are listed."""
+        from model.suspects import find  # noqa: PLC0415 - cleanlab, in the worker only
+
+        model = c.model
+        multilabel = bool(getattr(model, "multilabel_", False))
+        found = find(c.oof, ys, list(model.classes_), multilabel=multilabel,
+                     thresholds=list(model.thresholds()) if multilabel else None)
+        with self.loop.store.session() as s:
+            current, by_key = {}, {}
+            for d, v, lid in current_labels(s, project_id):
+                current[d.id] = (lid, v)
+                by_key[d.platform_id or d.text_hash] = d.id
+
+        def cell(value: Any) -> str:
+            return json.dumps(list(value) if isinstance(value, tuple) else value)
+
+        rows = []
+        for x in found:
+            doc = by_key.get(keys[x.row])
+            if doc is None:  # relabelled or deleted while the round trained: judged next round
+                continue
+            lid, stored = current[doc]
+            rows.append({"document_id": doc, "label_id": lid, "given": stored, "predicted": cell(x.predicted),
+                         "probability": x.probability, "quality": x.quality})
+        return self.loop.store.replace_suspects(project_id, version, rows, current)
+
     def record_stop(self, project_id: int, model: Any, stop_keys: list[str], stop_proba: np.ndarray, version: int,
                     status: str, labels: int) -> dict[str, Any] | None:
         """The stopping signal's step (model/stopping.py): when ``labels`` reached STOP_GROWTH times the last

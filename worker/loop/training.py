@@ -234,6 +234,11 @@ class Training:
         if result is not None and result.version and now_classes == classes:
             quality.record_stop(project_id, chosen_c.model, stop_keys, stop_proba, result.version, result.status,
                                 len(pool))
+            try:  # a list for people to check; a failure here must not cost the round
+                listed = quality.suspects(project_id, chosen_c, keys, ys, result.version)
+                logger.info("project %s: %d label(s) likely wrong", slug, listed)
+            except Exception:  # any failure: the round and its champion stand without the list
+                logger.warning("project %s: the list of likely wrong labels failed", slug, exc_info=True)
         if families is None:
             self._end_round(project_id, round_no, round_families)
         self.prune(project_id)
