@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from model.names import mode_of
 
-from .tables import (UNSAVED, Base, Document, Event, InFlight, ModelVersion, Project, Suspect, TrainingRun, Upload,
+from .tables import (UNSAVED, Base, CorpusMap, Document, Event, InFlight, ModelVersion, Project, Suspect, TrainingRun, Upload,
                      Worker, current_labels, utcnow)
 
 logger = logging.getLogger(__name__)
@@ -153,6 +153,21 @@ class Store:
                       "probability": round(x.probability, 4), "label_quality": round(x.quality, 4),
                       "rank": x.rank + 1, "version": x.version} for x, d in s.execute(q)]
         return int(total), items
+
+    def map_outdated(self, project_id: int) -> bool:
+        """True when the project has a champion and no map drawn for it (worker/loop/mapping.py)."""
+        with self.session() as s:
+            p = s.get(Project, project_id)
+            if p is None or p.champion_id is None:
+                return False
+            m = s.get(CorpusMap, project_id)
+            return m is None or m.version != s.get(ModelVersion, p.champion_id).version
+
+    def corpus_map(self, project_id: int) -> dict[str, Any] | None:
+        with self.session() as s:
+            m = s.get(CorpusMap, project_id)
+            return None if m is None else {"version": m.version, "computed_at": m.computed_at, "seconds": m.seconds,
+                                           "n_documents": m.n_documents, "points": m.points}
 
     def dismiss_suspect(self, project_id: int, document_id: int, who: str) -> bool:
         """A person looked and keeps the label: the document leaves the list for that label value."""

@@ -293,3 +293,16 @@ class Suspect(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     dismissed_at: Mapped[datetime | None] = mapped_column(DateTime)
     dismissed_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class CorpusMap(Base):
+    """The project's map (model/corpus_map.py), computed by the worker once per champion and only read by the
+    web process: ``points`` is a list of [x, y, document id, platform id, label, predicted, text start]."""
+
+    __tablename__ = "corpus_maps"
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    version: Mapped[int | None] = mapped_column(Integer)  # the champion it was drawn for
+    computed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    n_documents: Mapped[int] = mapped_column(Integer, default=0)  # in the project, of which ``points`` is a sample
+    points: Mapped[list[Any]] = mapped_column(JSON)

@@ -24,6 +24,8 @@ from storage import Document, Event, ModelVersion, Project, Store
 
 from .api import ApiError, stop_of
 
+MAP_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
+               "#aec7e8", "#ffbb78", "#98df8a")  # tab20's first; red is kept for disagreement
 SUSPECTS_SHOWN = 50  # the page lists the most likely wrong; the API pages through all of them
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates")
 RECENT_EVENTS = 25
@@ -141,6 +143,7 @@ def project(project_id: int) -> Any:
     reviewed = summary["prelabels_reviewed"]
     overview["accepted"] = reviewed["accepted"]
     overview["reviewed"] = reviewed["accepted"] + reviewed["changed"]
+    corpus_map = _map_view(_store().corpus_map(project_id), summary, settings)
     n_suspects, suspects = _store().suspects(project_id, SUSPECTS_SHOWN)
     platform = platform_class(summary["platform"])
     for it in suspects:
@@ -148,8 +151,30 @@ def project(project_id: int) -> Any:
                      if it["platform_id"] else None)
     return render_template("project.html", p=summary, key=key, rows=rows, rejected=rejected, overview=overview,
                            detail=detail, queue=queue, stop=stop, mode=settings.prelabel_mode,
-                           suspects=suspects, n_suspects=n_suspects,
+                           suspects=suspects, n_suspects=n_suspects, corpus_map=corpus_map,
                            kinds=PICK_KINDS,
                            workers_alive=sum(w["alive"] for w in workers),
                            last_seen=max((w["last_seen"] for w in workers), default=None),
                            curve_svg=plots.learning_curve(points, key) if points else None)
+
+
+def _map_view(stored: dict[str, Any] | None, summary: dict[str, Any], settings: Any) -> dict[str, Any] | None:
+    """The stored map as the page draws it: each point with its place in the SVG, its colour classes (by person
+    label ``L<i>``, by prediction ``P<i>``, agreement ``D0``/``D1``), its hover text and its platform link. Nothing
+    is computed here but positions: the worker drew the map (worker/loop/mapping.py)."""
+    if not stored or not stored["points"]:
+        return None
+    classes = sorted({str(v) for pt in stored["points"] for v in (pt[4], pt[5]) if v is not None})
+    index = {c: i % len(MAP_COLOURS) for i, c in enumerate(classes)}
+    platform = platform_class(summary["platform"])
+    points = []
+    for x, y, doc, pid, label, predicted, text in stored["points"]:
+        css = [f"P{index[str(predicted)]}"]
+        if label is not None:
+            css += [f"L{index[str(label)]}", "D1" if str(label) != str(predicted) else "D0"]
+        title = (f"{'label ' + str(label) if label is not None else 'not labelled'}; model: {predicted}\n{text}")
+        points.append({"cx": round(10 + 980 * x, 1), "cy": round(10 + 580 * (1 - y), 1), "css": " ".join(css),
+                       "title": title, "labelled": label is not None,
+                       "url": platform.document_url(settings, summary["owner"], summary["name"], pid) if pid else None})
+    return {**{k: v for k, v in stored.items() if k != "points"}, "points": points,
+            "legend": [(c, MAP_COLOURS[index[c]], index[c]) for c in classes]}

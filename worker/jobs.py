@@ -387,7 +387,21 @@ def retrain(project_id: int) -> str:
         retrain(project_id)
     elif {"embed", "hybrid"} & set(loop.settings.families):
         embed_pool(project_id)
+    if loop.store.map_outdated(project_id):  # a new champion: its map, in the background
+        corpus_map(project_id)
     return f"{runs} run(s)"
+
+
+@huey.task(retries=1, retry_delay=60, priority=0)
+def corpus_map(project_id: int) -> str:
+    """Draw the project's map for its champion (worker/loop/mapping.py); one at a time per project."""
+    try:
+        with project_lock(huey, f"map-{project_id}"):
+            if not get_loop().store.map_outdated(project_id):
+                return "up to date"
+            return f"{get_loop().maps.compute(project_id)} points"
+    except TaskLockedException:
+        return "already drawing"
 
 
 @huey.task()

@@ -8,6 +8,7 @@ one object per step, each in its own module:
     training.py  the families due, fit, ensemble, gate, save a version
     prelabel.py  score the pool, choose by active learning, upload pre-labels through the platform
     crossval.py  k-fold cross-validation of the champion's configuration, on demand
+    mapping.py   the project's map (sentence embeddings in 2-D), once per champion
 
 Each step takes ids, re-reads state from the store, and is safe to run twice: a replayed event converges to the
 same rows, a retried pre-label job does not upload twice. Nothing here knows about Huey (see worker/jobs.py), and
@@ -25,6 +26,7 @@ from storage import ModelVersion, Project, Store
 from .crossval import CrossValidation
 from .fitting import Fitting
 from .ingest import EventRejected, Ingest
+from .mapping import Mapping
 from .prelabel import Prelabels
 from .quality import Quality
 from .sync import Sync
@@ -35,7 +37,7 @@ __all__ = ["EventRejected", "Loop", "ModelWriteError", "TrainResult", "classes_o
 
 class Loop:
     """The worker's shared state and its steps (``ingest``, ``sync``, ``fitting``, ``training``, ``quality``,
-    ``prelabels``, ``crossval``).
+    ``prelabels``, ``crossval``, ``maps``).
 
     ``client_factory(platform name)`` replaces a platform's HTTP client (tests: fast retries)."""
 
@@ -57,6 +59,7 @@ class Loop:
         self.quality = Quality(self)
         self.prelabels = Prelabels(self)
         self.crossval = CrossValidation(self)
+        self.maps = Mapping(self)
 
     @property
     def settings(self) -> Settings:
