@@ -38,9 +38,11 @@ class Tally:
     statuses: collections.Counter = field(default_factory=collections.Counter)
     server_errors: list[str] = field(default_factory=list)
     bad_bodies: list[str] = field(default_factory=list)
+    protocol: list[str] = field(default_factory=list)  # refused by gunicorn's HTTP parser: the app never saw them
 
     def as_dict(self) -> dict[str, Any]:
         return {"requests": self.requests, "5xx": len(self.server_errors), "bad_error_bodies": len(self.bad_bodies),
+                "refused_by_the_http_server": len(self.protocol), "examples_refused": self.protocol[:3],
                 "statuses": dict(sorted((str(k), v) for k, v in self.statuses.items())),
                 "examples_5xx": self.server_errors[:5], "examples_bad_bodies": self.bad_bodies[:5]}
 
@@ -55,7 +57,11 @@ def check(tally: Tally, what: str, r: requests.Response) -> None:
             body = r.json()
         except ValueError:
             body = None
-        if not (isinstance(body, dict) and isinstance(body.get("error"), str) and body["error"].strip()):
+        if r.status_code == 400 and "Invalid HTTP Header" in r.text and "html" in r.headers.get("Content-Type", ""):
+            # a request gunicorn's parser refuses (e.g. a malformed Content-Length header) never reaches the app,
+            # which answers JSON errors; gunicorn's own 400 page is a fixed HTML body
+            tally.protocol.append(f"{what} -> {r.status_code} {r.text[:120]}")
+        elif not (isinstance(body, dict) and isinstance(body.get("error"), str) and body["error"].strip()):
             tally.bad_bodies.append(f"{what} -> {r.status_code} {r.headers.get('Content-Type')} {r.text[:200]}")
 
 

@@ -89,9 +89,12 @@ class FewShotClassifier(EmbedClassifier):
 
     def __init__(self, *, checkpoint: str = "", max_length: int = 128, iterations: int = 10,
                  max_pairs: int = 1024, batch_size: int = 16, learning_rate: float = 5e-5, warmup: float = 0.1,
-                 C: float = 10.0, class_weight: str | None = "balanced", random_state: int | None = 42) -> None:
+                 C: float = 10.0, class_weight: str | None = "balanced", random_state: int | None = 42,
+                 precision: str = "float32") -> None:
+        # precision: kept for the common parameters; the fine-tuned copy of the encoder always trains in float32
         super().__init__(checkpoint=checkpoint, max_length=max_length, C=C, class_weight=class_weight,
-                         random_state=random_state)
+                         random_state=random_state, precision="float32")
+        del precision
         self.iterations = iterations
         self.max_pairs = max_pairs
         self.batch_size = batch_size

@@ -5,7 +5,9 @@ out-of-fold probabilities over every label, each class's threshold is the model'
 labelled that class; a document is an issue when the model is above another class's threshold and not its own
 (``filter_by="prune_by_noise_rate"``), and the issues are ranked by the label's self-confidence, the lowest first.
 The probabilities are the round's calibrated out-of-fold ones (worker/loop/training.py), so no document is judged by
-a model trained on it. Pure: arrays in, ranked rows out.
+a model trained on it. Pure: arrays in, ranked rows out. ``n_jobs=1``: cleanlab's default forks a process pool,
+which deadlocks in a worker whose other threads (TensorFlow's, Huey's) hold locks at the fork (seen: a round
+that never ended).
 """
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ def find(proba: np.ndarray, labels: Sequence[Any], classes: Sequence[str], *, mu
         if counts.min() < MIN_PER_CLASS or (len(labels) - counts).min() < MIN_PER_CLASS:
             return []
         issues = find_multilabel(labels=given, pred_probs=np.clip(proba, 1e-6, 1 - 1e-6),
-                                 return_indices_ranked_by="self_confidence")
+                                 return_indices_ranked_by="self_confidence", n_jobs=1)
         cut = np.asarray(thresholds if thresholds is not None else [0.5] * len(classes), dtype=float)
         out = []
         for i in issues:
@@ -68,7 +70,7 @@ def find(proba: np.ndarray, labels: Sequence[Any], classes: Sequence[str], *, mu
         return []
     norm = proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)
     issues = find_label_issues(labels=y, pred_probs=norm, filter_by=filter_by,
-                               return_indices_ranked_by="self_confidence")
+                               return_indices_ranked_by="self_confidence", n_jobs=1)
     quality = get_label_quality_scores(y, norm, method="self_confidence")
     return [Suspect(int(i), classes[y[i]], classes[int(norm[i].argmax())], float(norm[i].max()), float(quality[i]))
             for i in issues]

@@ -387,7 +387,9 @@ def retrain(project_id: int) -> str:
         retrain(project_id)
     elif {"embed", "hybrid"} & set(loop.settings.families):
         embed_pool(project_id)
-    if loop.store.map_outdated(project_id):  # a new champion: its map, in the background
+    # a new champion: its map, in the background; only where the families embed already (a quick-only worker never
+    # loads TensorFlow, and the vectors are there)
+    if {"embed", "hybrid"} & set(loop.settings.families) and loop.store.map_outdated(project_id):
         corpus_map(project_id)
     return f"{runs} run(s)"
 
