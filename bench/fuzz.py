@@ -57,7 +57,7 @@ def check(tally: Tally, what: str, r: requests.Response) -> None:
             body = r.json()
         except ValueError:
             body = None
-        if r.status_code == 400 and "Invalid HTTP Header" in r.text and "html" in r.headers.get("Content-Type", ""):
+        if r.status_code == 400 and "Invalid HTTP Header" in r.text and r.text.lstrip().startswith("<html>"):
             # a request gunicorn's parser refuses (e.g. a malformed Content-Length header) never reaches the app,
             # which answers JSON errors; gunicorn's own 400 page is a fixed HTML body
             tally.protocol.append(f"{what} -> {r.status_code} {r.text[:120]}")
