@@ -10,34 +10,20 @@ hybrid serve). Prints the points drawn and the seconds of each, and how many of 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 
+from bench.local import local_project
 from bench.scale import corpus
 
 
 def run(n_docs: int, n_labels: int) -> dict[str, float | int]:
     import model.corpus_map as cm  # noqa: PLC0415
-    from config import Settings  # noqa: PLC0415
-    from storage import Document, Label, Store, text_hash  # noqa: PLC0415
-    from worker.loop import Loop  # noqa: PLC0415
 
     texts, ys = corpus(n_docs, seed=n_docs)
     with tempfile.TemporaryDirectory(prefix="prelabel-map-") as root:
-        settings = Settings.from_env({"INSTANCE_PATH": root, "MODEL_FAMILIES": "quick", "LOG_LEVEL": "WARNING"})
-        store = Store(settings.db_url)
-        store.create_all()
-        pid = store.ensure_project("local", "local", "map")
-        with store.session() as s:
-            docs = [Document(project_id=pid, platform_id=str(i), filename=str(i), text=t, text_hash=text_hash(t),
-                             source="corpus") for i, t in enumerate(texts)]
-            s.add_all(docs)
-            s.flush()
-            s.add_all([Label(project_id=pid, document_id=d.id, who="bench", value=json.dumps(y))
-                       for d, y in zip(docs[:n_labels], ys[:n_labels])])
-        loop = Loop(settings, store)
+        store, loop, pid = local_project(root, texts, ys[:n_labels], "quick")
         loop.training.train(pid)
         tsne = []
         real = cm.project
@@ -51,11 +37,10 @@ def run(n_docs: int, n_labels: int) -> dict[str, float | int]:
         cm.project = timed
         from model.embed import use_store  # noqa: PLC0415
 
-        use_store(settings.embedding_cache_path)
+        use_store(loop.settings.embedding_cache_path)
         t0 = time.perf_counter()
         points = loop.maps.compute(pid)
         cold = time.perf_counter() - t0
-        store.corpus_map(pid)
         t0 = time.perf_counter()
         with store.session() as s:  # as if a new champion: draw again, the vectors now stored
             from storage import CorpusMap  # noqa: PLC0415

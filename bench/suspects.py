@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.local import local_project
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("PRELABEL_SHARED", ROOT.parent / "shared")) / "data"
 
@@ -55,23 +57,8 @@ def score(ranked: list[int], planted: set[int], k: int) -> dict[str, float]:
 
 def service_oof(texts: list[str], labels: list[str], families: str) -> tuple[np.ndarray, list[str], list[int]]:
     """The round's chosen candidate's calibrated out-of-fold probabilities (rows in label order) and its list."""
-    from config import Settings  # noqa: PLC0415
-    from storage import Document, Label, Store, text_hash  # noqa: PLC0415
-    from worker.loop import Loop  # noqa: PLC0415
-
     with tempfile.TemporaryDirectory(prefix="prelabel-suspects-") as root:
-        settings = Settings.from_env({"INSTANCE_PATH": root, "MODEL_FAMILIES": families, "LOG_LEVEL": "WARNING"})
-        store = Store(settings.db_url)
-        store.create_all()
-        pid = store.ensure_project("local", "local", "bench")
-        with store.session() as s:
-            docs = [Document(project_id=pid, platform_id=str(i), filename=str(i), text=t, text_hash=text_hash(t),
-                             source="corpus") for i, t in enumerate(texts)]
-            s.add_all(docs)
-            s.flush()
-            s.add_all([Label(project_id=pid, document_id=d.id, who="bench", value=json.dumps(y))
-                       for d, y in zip(docs, labels)])
-        loop = Loop(settings, store)
+        store, loop, pid = local_project(root, texts, labels, families)
         seen: dict[str, Any] = {}
         real = loop.quality.suspects
 

@@ -27,6 +27,7 @@ float rounding (cosine > 0.99999, tested), which cannot move an answer but could
 from __future__ import annotations
 
 import contextvars
+import functools
 import hashlib
 import logging
 import threading
@@ -49,8 +50,10 @@ PRECISIONS = ("float32", "bfloat16")
 _QUICK: contextvars.ContextVar[bool] = contextvars.ContextVar("prelabel_quick_vectors", default=False)
 
 
+@functools.lru_cache(maxsize=1)
 def native_bfloat16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16 in /proc/cpuinfo's flags)."""
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16 in /proc/cpuinfo's flags); read once
+    per process (every new model asks, through Settings.encoder_dtype)."""
     try:
         flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
@@ -164,27 +167,26 @@ class Encoder:
                     rows = [j for j, w in enumerate(widths) if w == width]
                     for s in range(0, len(rows), batch_size):
                         chunk = rows[s:s + batch_size]
-                        tok = np.zeros((batch_size, width), dtype="int32")
-                        for r, j in enumerate(chunk):
-                            tok[r, :len(ids[j])] = ids[j]
-                        out = np.asarray(self.model.predict_on_batch(
-                            {"token_ids": tok, "segment_ids": np.zeros_like(tok), "padding_mask": tok != 0}))
-                        new = {todo[j][0]: out[r].astype("float32") for r, j in enumerate(chunk)}
+                        out = self._run([ids[j] for j in chunk], batch_size, width)
+                        new = {todo[j][0]: out[r] for r, j in enumerate(chunk)}
                         self.cache.update(new)
                         self._absent.difference_update(new)
                         if self.store is not None:  # per batch: an interrupted warm-up keeps what it paid for
                             self.store.put(self.space, new)
             return np.stack([self.cache[k] for k in keys]) if keys else np.zeros((0, self.dim), dtype="float32")
 
+    def _run(self, ids: list[list[int]], rows: int, width: int) -> np.ndarray:
+        """One encoder call: ``ids`` padded to ``width`` tokens in a batch of ``rows`` rows (empty rows fill it)."""
+        tok = np.zeros((rows, width), dtype="int32")
+        for r, i in enumerate(ids):
+            tok[r, :len(i)] = i
+        return np.asarray(self.model.predict_on_batch(
+            {"token_ids": tok, "segment_ids": np.zeros_like(tok), "padding_mask": tok != 0}), dtype="float32")
+
     def _quick(self, keys: list[str], todo: list[tuple[str, str]]) -> np.ndarray:
         """``todo`` embedded in one batch of their own size (padded to the widest), for this answer only."""
         ids = self._ids([t for _, t in todo])
-        width = min(self.max_length, -(-max(len(i) for i in ids) // 16) * 16)
-        tok = np.zeros((len(ids), width), dtype="int32")
-        for r, i in enumerate(ids):
-            tok[r, :len(i)] = i
-        out = np.asarray(self.model.predict_on_batch(
-            {"token_ids": tok, "segment_ids": np.zeros_like(tok), "padding_mask": tok != 0}), dtype="float32")
+        out = self._run(ids, len(ids), min(self.max_length, -(-max(len(i) for i in ids) // 16) * 16))
         fresh = {k: out[r] for r, (k, _) in enumerate(todo)}
         return np.stack([fresh[k] if k in fresh else self.cache[k] for k in keys])
 

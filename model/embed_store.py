@@ -32,6 +32,17 @@ logger = logging.getLogger(__name__)
 CHUNK = 500  # keys per SELECT (SQLite's default limit on bound parameters is 32,766; small chunks stay fast)
 
 
+def _decode(rows: Iterable[tuple[bytes, bytes]], dim: int) -> dict[str, np.ndarray]:
+    """(key, vector bytes) rows as hex key -> float32 vector; a vector of another size is not this encoder's (it
+    is left out, so the text is embedded again)."""
+    out = {}
+    for key, vec in rows:
+        v = np.frombuffer(bytes(vec), dtype="<f4")
+        if len(v) == dim:
+            out[bytes(key).hex()] = v.astype("float32")
+    return out
+
+
 class EmbeddingStore:
     """Vectors by (space, text hash) in the SQLite file ``path``; float32, ``dim`` values each."""
 
@@ -73,10 +84,7 @@ class EmbeddingStore:
                     chunk = [bytes.fromhex(k) for k in keys[s:s + CHUNK]]
                     rows = db.execute(f"SELECT key, vec FROM vectors WHERE space = ? AND key IN "
                                       f"({','.join('?' * len(chunk))})", [space, *chunk])
-                    for key, vec in rows:
-                        v = np.frombuffer(vec, dtype="<f4")
-                        if len(v) == dim:  # a vector of another shape is not this encoder's: embed again
-                            out[key.hex()] = v.astype("float32")
+                    out.update(_decode(rows, dim))
         except (OSError, sqlite3.Error) as exc:
             self._fail("read", exc)
             return {}
@@ -138,11 +146,8 @@ class SqlEmbeddingStore(EmbeddingStore):
             with self.engine.connect() as conn:
                 for s in range(0, len(keys), CHUNK):
                     chunk = [bytes.fromhex(k) for k in keys[s:s + CHUNK]]
-                    for key, vec in conn.execute(select(t.c.key, t.c.vec).where(t.c.space == space,
-                                                                                t.c.key.in_(chunk))):
-                        v = np.frombuffer(bytes(vec), dtype="<f4")
-                        if len(v) == dim:
-                            out[bytes(key).hex()] = v.astype("float32")
+                    out.update(_decode(conn.execute(select(t.c.key, t.c.vec).where(t.c.space == space,
+                                                                                   t.c.key.in_(chunk))), dim))
         except Exception as exc:  # any driver error: as the file store, go on without it
             self._fail("read", exc)
             return {}
