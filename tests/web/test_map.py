@@ -84,7 +84,7 @@ def test_the_map_in_chromium(mapped):
     if not (CHROMIUM and DRIVER):
         if os.environ.get("PRELABEL_REQUIRE_CHROMIUM") == "1":
             pytest.fail("PRELABEL_REQUIRE_CHROMIUM=1 but chromium/chromedriver are not installed", pytrace=False)
-        pytest.skip("chromium and chromium-driver are not installed")
+        pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
